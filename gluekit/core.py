@@ -142,8 +142,9 @@ def check_key(container, # a mapping such as adata.layers or adata.obsm
               where: str, # how to name the slot in the message, e.g. "adata.layers" or "rna.obsm"
              ) -> None:
     "Raise `InputError` if `key` is not in `container`, listing the keys that are."
-    if key not in container:
-        raise InputError(f"{key!r} not in {where} (have: {_examples(container.keys(), 10) or 'nothing'})")
+    keys = list(container.keys() if hasattr(container, "keys") else container)
+    if key not in keys:
+        raise InputError(f"{key!r} not in {where} (have: {_examples(keys, 10) or 'nothing'})")
 
 def check_finite(x, # dense array or sparse matrix
                  name: str, # name used in the message
@@ -166,7 +167,7 @@ def check_counts(x, # dense array or sparse matrix of raw counts
         raise InputError(f"{name} holds negative values (min {v.min()}); a count model needs raw, non-negative counts")
     if v.dtype.kind == "f" and v.size and not np.all(v == np.round(v)):
         raise InputError(f"{name} holds non-integer values; a count model needs raw counts "
-                         "(pass layer= the raw-count layer, or choose prob_model='normal')")
+                         "(pass layer= the raw-count layer, or choose prob_model='Normal')")
 
 def check_unique(index, # names that must be unique (obs_names, var_names, ...)
                  what: str, # e.g. "rna.var_names"
@@ -174,13 +175,15 @@ def check_unique(index, # names that must be unique (obs_names, var_names, ...)
     "Raise `InputError` if `index` holds duplicated or empty names."
     import pandas as pd
     idx = pd.Index(index)
+    fix = "adata.obs_names_make_unique()" if "obs" in what else "adata.var_names_make_unique()"
     if idx.has_duplicates:
         dup = idx[idx.duplicated()].unique()
         raise InputError(f"{what} has {len(dup)} duplicated name(s): {_examples(dup)}; "
-                         "make them unique first (e.g. adata.var_names_make_unique())")
-    empty = [i for i in idx if str(i) == ""]
-    if empty:
-        raise InputError(f"{what} has {len(empty)} empty name(s)")
+                         f"make them unique first (e.g. {fix})")
+    empty = np.flatnonzero(idx.astype(str) == "")
+    if empty.size:
+        raise InputError(f"{what} has {empty.size} empty name(s) (at positions {_examples(empty.tolist())}); "
+                         "give every entry a name")
 
 # %% ../nbs/00_core.ipynb #459a4289
 @contextlib.contextmanager

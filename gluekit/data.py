@@ -10,6 +10,7 @@ import logging
 import os
 import time
 import warnings
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -149,7 +150,8 @@ def _check_sim_args(n_cells, n_genes, n_peaks, n_cell_types, n_batches, paired, 
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise InputError(f"n_cells[{m!r}] must be a positive integer, got {v!r}")
     if paired and len(set(nc.values())) > 1:
-        raise InputError(f"paired=True measures the same cells in every layer, but n_cells differs: {nc}")
+        raise InputError(f"paired=True measures the same cells in every layer, but n_cells differs: {nc}; "
+                         "pass one number of cells, or paired=False for disjoint cells per layer")
     if proportions is None:
         props = {m: (_default_proportions(n_cell_types, 0) if paired else _default_proportions(n_cell_types, i))
                  for i, m in enumerate(layers)}
@@ -396,8 +398,10 @@ def read_bed(path: str | os.PathLike, # a BED file, 3 to 12 columns (first 6 kep
                 if not line.startswith(("#", "track", "browser")): break
                 n_head += 1
         df = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False, skiprows=n_head)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataFileError(f"cannot read BED file {path}: {e}") from e
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        # OSError covers a missing file and gzip.BadGzipFile; EOFError/zlib.error a truncated .gz
+        raise DataFileError(f"cannot read BED file {path} (missing, truncated or not text): {type(e).__name__}: {e}; "
+                            "replace it with a complete copy (a cached registry file: delete it and fetch again)") from e
     if not 3 <= df.shape[1] <= 12:
         raise InputError(f"{path} has {df.shape[1]} columns; a BED file has 3 to 12")
     df = df.iloc[:, :6].copy(); df.columns = _BED_COLS[: df.shape[1]]
@@ -405,7 +409,8 @@ def read_bed(path: str | os.PathLike, # a BED file, 3 to 12 columns (first 6 kep
         v = pd.to_numeric(df[c], errors="coerce")
         if v.isna().any() or (v != v.round()).any():
             bad = df.loc[v.isna() | (v != v.round()), c]
-            raise InputError(f"{path}: column {c} holds non-integer values, e.g. {_examples(bad.unique())}")
+            raise InputError(f"{path}: column {c} holds non-integer values, e.g. {_examples(bad.unique())}; "
+                             "BED positions are integers: fix the file (is it a BED file?)")
         df[c] = v.astype(np.int64)
     if "score" in df:
         df["score"] = df["score"].replace("", ".")
@@ -516,6 +521,10 @@ def _check_count_input(adata: ad.AnnData, layer: str | None, name: str):
         check_key(adata.layers, layer, f"{name}.layers")
     x = adata.layers[layer] if layer is not None else adata.X
     where = f"{name}.layers[{layer!r}]" if layer is not None else f"{name}.X"
+    if adata.n_obs < 2 or adata.n_vars < 2:
+        raise InputError(f"{name} has {adata.n_obs} cell(s) and {adata.n_vars} feature(s); preprocessing needs at "
+                         "least 2 of each: check the filter that produced it (thresholds of sc.pp.filter_cells / "
+                         "filter_genes, or an empty subset)")
     check_counts(x, where)
     check_unique(adata.obs_names, f"{name}.obs_names"); check_unique(adata.var_names, f"{name}.var_names")
     empty = adata.obs_names[np.asarray(x.sum(1)).ravel() == 0]

@@ -19,8 +19,8 @@ import pandas as pd
 import pyranges as pr
 import scipy.sparse as sp
 
-from .core import (InputError, _examples, atomic_path, check_key, check_random_state,
-                          check_unique, log_finished)
+from .core import (DataFileError, InputError, _examples, atomic_path, check_finite, check_key,
+                          check_random_state, check_unique, log_finished)
 from .data import read_bed
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ def _check_intervals(df: pd.DataFrame, # a table with chrom, chromStart, chromEn
         bad = ~np.isfinite(v) | (v != np.round(v)) | (v < 0)
         if bad.any():
             raise InputError(f"{what}['{c}'] holds {bad.sum()} value(s) that are not non-negative integers: "
-                             f"{_examples(out.index[bad])}")
+                             f"{_examples(out.index[bad])}; fix them (BED positions are 0-based integers) or drop "
+                             "those features")
         out[c] = v.astype(np.int64)
     rev = (out["chromStart"] > out["chromEnd"]).to_numpy()
     if rev.any():
@@ -100,7 +101,8 @@ def _check_chrom_names(a: pd.Series, b: pd.Series, a_name: str, b_name: str) -> 
                          f"{_examples(sorted(cb), 3)}; use one style, e.g. var['chrom'] = 'chr' + var['chrom'].astype(str)")
     if raw == 0:
         raise InputError(f"{a_name} and {b_name} share no chromosome ({_examples(sorted(ca), 3)} vs "
-                         f"{_examples(sorted(cb), 3)}); are they from the same genome assembly?")
+                         f"{_examples(sorted(cb), 3)}); check that both come from the same genome assembly (e.g. both mm10) "
+                         "and use the same chromosome names")
 
 # %% ../nbs/02_graph.ipynb #4446ee44
 def _gtf_attr(attr: pd.Series, key: str) -> pd.Series:
@@ -174,7 +176,7 @@ def add_gene_coordinates(rna: ad.AnnData, # genes as var_names
                          copy: bool = False, # return a modified copy instead of changing `rna`
                         ) -> ad.AnnData | None:
     "Copy gene coordinates and strand from `annotation` into `rna.var`."
-    check_key(annotation.columns, gene_key, "annotation.columns")
+    check_key(annotation, gene_key, "annotation.columns")
     ann = annotation.reset_index(drop=True)
     cols = COORDS + (["strand"] if "strand" in ann.columns else [])
     _check_intervals(ann.set_index(gene_key), "annotation")
@@ -303,7 +305,7 @@ def overlap_pairs(rna: ad.AnnData, # genes with var coordinates and strand
 def _check_edges(edges: pd.DataFrame, what: str = "edges") -> pd.DataFrame:
     "Validated edge table with float weight in (0, 1] and int sign in {-1, +1}."
     for c in ("source", "target", "weight", "sign", "evidence"):
-        check_key(edges.columns, c, f"{what}.columns")
+        check_key(edges, c, f"{what}.columns")
     w = pd.to_numeric(edges["weight"], errors="coerce").to_numpy(dtype=float)
     bad = ~(np.isfinite(w) & (w > 0) & (w <= 1))
     if bad.any():
@@ -314,7 +316,8 @@ def _check_edges(edges: pd.DataFrame, what: str = "edges") -> pd.DataFrame:
     bad = ~np.isin(s, [-1, 1])
     if bad.any():
         ex = list(zip(edges["source"].to_numpy()[bad], edges["target"].to_numpy()[bad], s[bad]))
-        raise InputError(f"{what}: {bad.sum()} sign(s) not -1/+1: {_examples(ex, 3)}")
+        raise InputError(f"{what}: {bad.sum()} sign(s) not -1/+1: {_examples(ex, 3)}; use +1 for activating and "
+                         "-1 for repressing evidence")
     out = edges.copy()
     out["weight"], out["sign"] = w, s.astype(np.int64)
     out["evidence"] = out["evidence"].astype(str)
@@ -407,6 +410,12 @@ def gene_activity(atac: ad.AnnData, # peaks × … with counts
     if layer is not None:
         check_key(atac.layers, layer, "atac.layers")
     x = atac.X if layer is None else atac.layers[layer]
+    where = "atac.X" if layer is None else f"atac.layers[{layer!r}]"
+    check_finite(x, where)
+    v = x.data if sp.issparse(x) else np.asarray(x)
+    if v.size and v.min() < 0:
+        raise InputError(f"{where} holds negative values (min {v.min():g}); gene activity sums raw peak counts: "
+                         "pass the raw-count layer")
     gvar, _, peaks = _genomic_inputs(rna, atac, upstream, drop_missing)
     gi, pi, _ = _join(gene_regions(gvar, promoter=upstream), peaks)
     gi = rna.var_names.get_indexer(gvar.index[gi])
@@ -429,7 +438,7 @@ def pchic_pairs(rna: ad.AnnData, # genes with var coordinates and strand
                ) -> pd.DataFrame:
     "pcHi-C supported pairs `[peak, gene, weight, n_contacts]`, weights summed over contacts and clipped at 1."
     for c in _CONTACT_COLS:
-        check_key(contacts.columns, c, "contacts.columns")
+        check_key(contacts, c, "contacts.columns")
     _, prom, peaks = _genomic_inputs(rna, atac, promoter)
     ren = lambda p: {f"{p}_chrom": "chrom", f"{p}_start": "chromStart", f"{p}_end": "chromEnd"}
     bait = _check_intervals(contacts[_CONTACT_COLS[:3]].rename(columns=ren("bait")), "contacts (bait)")
@@ -452,7 +461,7 @@ def eqtl_pairs(rna: ad.AnnData, # genes (only names are used)
                eqtls: pd.DataFrame, # loci: chrom, chromStart, chromEnd, gene
               ) -> pd.DataFrame:
     "eQTL supported pairs `[peak, gene, weight=1]`: the peak overlaps a locus associated with the gene."
-    check_key(eqtls.columns, "gene", "eqtls.columns")
+    check_key(eqtls, "gene", "eqtls.columns")
     loci = _check_intervals(eqtls, "eqtls")
     peaks = _peak_coords(atac)
     _check_chrom_names(loci["chrom"], peaks["chrom"], "eqtls", "atac.var")
@@ -471,13 +480,14 @@ def add_evidence(graph: nx.MultiDiGraph, # the graph to extend (not modified)
                 ) -> nx.MultiDiGraph:
     "A copy of `graph` with `pairs` added as extra edges in both directions (multi-edges kept)."
     p = pairs.rename(columns={"peak": "source", "gene": "target"})
-    check_key(p.columns, "weight", "pairs.columns")
+    check_key(p, "weight", "pairs.columns")
     p = p.assign(evidence=evidence, sign=p["sign"] if "sign" in p else sign)
     p = _check_edges(p[["source", "target", "weight", "sign", "evidence"]], "pairs")
     ends = pd.Index(pd.unique(np.concatenate([p["source"].to_numpy(), p["target"].to_numpy()])))
     miss = ends[~ends.isin(list(graph.nodes))]
     if len(miss):
-        raise InputError(f"{len(miss)} feature(s) of the {evidence} pairs are not vertices of the graph: {_examples(miss)}")
+        raise InputError(f"{len(miss)} feature(s) of the {evidence} pairs are not vertices of the graph: {_examples(miss)}; "
+                         "drop those pairs, or build the graph from the AnnData that hold them")
     g = graph.copy()
     e = pd.concat([p, p.rename(columns={"source": "target", "target": "source"})], ignore_index=True)
     g.add_edges_from(zip(e["source"].tolist(), e["target"].tolist(),
@@ -491,7 +501,7 @@ def _mapped_edges(src: ad.AnnData, src_name: str, mapping, gene_key: str | None,
         m = pd.Series(dict(mapping)) if not isinstance(mapping, pd.Series) else mapping
         m = m[m.index.isin(src.var_names)].explode()
     else:
-        check_key(src.var.columns, gene_key, f"{src_name}.var")
+        check_key(src.var, gene_key, f"{src_name}.var")
         m = src.var[gene_key].dropna()
     t = pd.DataFrame({"source": m.index.astype(str), "target": m.astype(str).to_numpy()})
     known = t["target"].isin(targets)
@@ -613,7 +623,8 @@ def check_graph(graph: nx.MultiDiGraph, # a guidance graph
         raise InputError(f"{len(no_loop)} vertex/vertices without a self-loop: {_examples(no_loop)}")
     odd = loops[(loops["weight"] != 1) | (loops["sign"] != 1)]
     if len(odd):
-        raise InputError(f"{len(odd)} self-loop(s) with weight or sign other than 1: {_examples(odd['source'])}")
+        raise InputError(f"{len(odd)} self-loop(s) with weight or sign other than 1: {_examples(odd['source'])}; "
+                         "every vertex needs one self-loop of weight 1 and sign +1 (edges_to_graph adds them)")
     e = e[e["source"] != e["target"]]
     rows = []
     for k, a in adatas.items():
@@ -681,20 +692,38 @@ def write_graph(graph: nx.MultiDiGraph, # a guidance graph
 def read_graph(path: str | Path, # a file written by write_graph (or any GraphML / edge table)
               ) -> nx.MultiDiGraph:
     "Read a guidance graph from GraphML or an edge table (TSV/Parquet)."
+    import xml.etree.ElementTree as ET
+    import zlib
     path = Path(path)
     name = path.name.lower()
+    if not name.endswith((".graphml", ".graphml.gz", ".parquet", ".tsv", ".tsv.gz")):
+        raise InputError(f"unknown graph format for {path}: use .graphml, .graphml.gz, .tsv, .tsv.gz or .parquet")
+    try:
+        if name.endswith((".graphml", ".graphml.gz")):
+            g = nx.read_graphml(path, force_multigraph=True)
+        elif name.endswith(".parquet"):
+            e = pd.read_parquet(path)
+        else:
+            e = pd.read_csv(path, sep="\t", dtype={"source": str, "target": str, "evidence": str},
+                            float_precision="round_trip", keep_default_na=False, na_values={"distance": [""]})
+    except FileNotFoundError as err:
+        raise DataFileError(f"graph file {path} does not exist") from err
+    except (ET.ParseError, nx.NetworkXError, OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError,
+            pd.errors.ParserError, pd.errors.EmptyDataError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataFileError(f"cannot read graph file {path}: it is truncated or not a valid {path.suffix} file "
+                            f"({type(err).__name__}: {str(err)[:200]}); write it again with write_graph") from err
     if name.endswith((".graphml", ".graphml.gz")):
-        g = nx.read_graphml(path, force_multigraph=True)
         if not g.is_directed():
             raise InputError(f"{path} holds an undirected graph; a guidance graph is a MultiDiGraph")
         return nx.MultiDiGraph(g)
-    if name.endswith(".parquet"):
-        e = pd.read_parquet(path)
-    elif name.endswith((".tsv", ".tsv.gz")):
-        e = pd.read_csv(path, sep="\t", dtype={"source": str, "target": str, "evidence": str},
-                        float_precision="round_trip", keep_default_na=False, na_values={"distance": [""]})
-    else:
-        raise InputError(f"unknown graph format for {path}: use .graphml, .graphml.gz, .tsv, .tsv.gz or .parquet")
+    need = ["source", "target", "weight", "sign", "evidence"]
+    if [c for c in need if c not in e.columns]:
+        raise InputError(f"{path} lacks edge column(s) {[c for c in need if c not in e.columns]} "
+                         f"(have: {_examples(e.columns, 10)}); write it with write_graph")
+    short = (e[need].isna().any(axis=1) | (e["source"] == "") | (e["target"] == "")).to_numpy()
+    if short.any():  # a cut row: pandas fills the missing trailing fields with NaN
+        raise DataFileError(f"graph file {path} is truncated or malformed: {short.sum()} row(s) lack fields, e.g. "
+                            f"rows {_examples(np.flatnonzero(short))}; write it again with write_graph")
     names = np.concatenate([e["source"].to_numpy(), e["target"].to_numpy()]).astype(str)
     lays = (np.concatenate([e["source_layer"].to_numpy(), e["target_layer"].to_numpy()]).astype(str)
             if "source_layer" in e else np.full(len(names), "unknown"))

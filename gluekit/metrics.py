@@ -46,7 +46,7 @@ def _embedding(x, # an array-like (cells × dimensions), dense or sparse
     if x.ndim != 2:
         raise InputError(f"{name} must be a 2-D (cells × dimensions) array, got shape {x.shape}")
     if x.shape[0] == 0 or x.shape[1] == 0:
-        raise InputError(f"{name} is empty (shape {x.shape})")
+        raise InputError(f"{name} is empty (shape {x.shape}); pass at least one cell and one dimension")
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
         raise InputError(f"{name} holds NaN/Inf in {int(bad.sum())} cell(s) (rows {_examples(np.flatnonzero(bad).tolist())}); "
@@ -329,11 +329,16 @@ def _edge_table(graph, # nx graph with edge attributes weight and sign, or a Dat
     edges = edges[["source", "target", "weight", "sign"]]
     for c in ("weight", "sign"):
         if edges[c].isna().any():
-            raise InputError(f"graph has {int(edges[c].isna().sum())} edge(s) without a {c}")
+            raise InputError(f"graph has {int(edges[c].isna().sum())} edge(s) without a {c}; give every edge a "
+                             "weight in (0, 1] and a sign of -1 or +1")
     if not set(np.unique(edges["sign"])) <= {-1, 1}:
         raise InputError(f"graph edge signs must be -1 or +1, got {_examples(sorted(set(np.unique(edges['sign'])) - {-1, 1}))}")
-    if (edges["weight"] <= 0).any():
-        raise InputError(f"graph has {int((edges['weight'] <= 0).sum())} edge(s) with weight <= 0; weights must be in (0, 1]")
+    w = pd.to_numeric(edges["weight"], errors="coerce").to_numpy(dtype=float)
+    bad = ~(np.isfinite(w) & (w > 0) & (w <= 1))
+    if bad.any():
+        ex = list(zip(edges["source"].to_numpy()[bad], edges["target"].to_numpy()[bad], w[bad]))
+        raise InputError(f"graph has {int(bad.sum())} edge(s) with weight outside (0, 1]: {_examples(ex, 3)}; "
+                         "weights are credibilities, rescale them (e.g. divide by the maximum)")
     return edges[edges["source"] != edges["target"]].reset_index(drop=True)
 
 def _is_counts(x) -> bool:

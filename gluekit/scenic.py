@@ -26,8 +26,8 @@ import scipy.sparse as sp
 import scipy.stats
 from anndata import AnnData
 
-from .core import (InputError, GluekitError, _examples, atomic_path, check_random_state,
-                          check_unique, log_finished, progress_bar, seed_from)
+from .core import (DataFileError, InputError, GluekitError, _examples, atomic_path, check_finite,
+                          check_random_state, check_unique, log_finished, progress_bar, seed_from)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _interval_frame(x: AnnData | pd.DataFrame, what: str) -> pd.DataFrame:
     bad = out.index[(out["chromStart"] < 0) | (out["chromEnd"] <= out["chromStart"])]
     if len(bad):
         raise InputError(f"{what} has {len(bad)} interval(s) with chromEnd <= chromStart or a negative start: "
-                         f"{_examples(bad)}; coordinates are 0-based half-open (BED)")
+                         f"{_examples(bad)}; fix them (coordinates are 0-based half-open, as in BED)")
     return out
 
 def _check_sites(sites: pd.DataFrame, known: set, unknown_chroms: str, against: str) -> pd.DataFrame:
@@ -165,7 +165,7 @@ def _check_links(links: pd.DataFrame, peaks: pd.Index, genes: pd.Index | None, f
     bad = lk.loc[~lk["peak"].isin(peaks), "peak"].unique()
     if len(bad):
         raise InputError(f"{len(bad)} linked peak(s) are not in the binding matrix: {_examples(bad)}; "
-                         "count sites on the same ATAC peaks as the links")
+                         "count sites on the same ATAC peaks as the links, or drop those links")
     if genes is not None:
         bad = lk.loc[~lk["gene"].isin(genes), "gene"].unique()
         if len(bad):
@@ -313,7 +313,11 @@ def read_cistarget_db(path: str | os.PathLike, # a cisTarget rankings database (
         raise InputError(f"cisTarget database {str(path)!r} does not exist")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning) # pyarrow warns on Feather v1
-        t = pf.read_table(path)
+        try:
+            t = pf.read_table(path)
+        except (pa.lib.ArrowException, OSError) as e: # ArrowInvalid: cut short or not Feather at all
+            raise DataFileError(f"cannot read cisTarget database {path}: it is truncated or not a Feather file "
+                                f"({type(e).__name__}: {e}); write it again with write_cistarget_db") from e
     idx = [c for c in t.column_names if c in _INDEX_COLS]
     if not idx:
         raise InputError(f"{path.name} has no index column (one of {_INDEX_COLS}); not a cisTarget database")
@@ -390,6 +394,7 @@ def _expression_frame(rna: AnnData, layer: str | None) -> pd.DataFrame:
         raise InputError(f"layer {layer!r} not in rna.layers (have: {_examples(rna.layers.keys()) or 'nothing'}); "
                          "pass layer=None to use rna.X")
     X = rna.X if layer is None else rna.layers[layer]
+    check_finite(X, "rna.X" if layer is None else f"rna.layers[{layer!r}]") # GRNBoost2 would fit NaN silently
     X = X.toarray() if sp.issparse(X) else np.asarray(X)
     return pd.DataFrame(X.astype(np.float32), index=rna.obs_names.astype(str), columns=rna.var_names.astype(str))
 
@@ -486,7 +491,8 @@ def run_scenic(rna: AnnData, # expression (counts or normalised), with the TFs a
     tfs = _resolve_tfs(rna, tfs)
     annotations = Path(annotations)
     if not annotations.is_file():
-        raise InputError(f"motif annotation file {str(annotations)!r} does not exist")
+        raise InputError(f"motif annotation file {str(annotations)!r} does not exist; write one with "
+                         "write_motif_annotations")
     if not databases:
         raise InputError("no ranking database given; write one with write_cistarget_db")
     pyscenic_compat()
