@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'Normalization', 'PairSpec', 'check_nonnegative', 'log_normalize', 'prepare_layer', 'filter_low_quality',
            'feature_genes', 'shared_features', 'joint_nmf', 'mutual_neighbors', 'cca_space', 'find_pairs',
-           'LoadingMapper', 'fit_mapping', 'GluerResult', 'run_gluer', 'cluster_coembedding', 'impute_features']
+           'LoadingMapper', 'fit_mapping', 'GluerResult', 'run_gluer', 'cluster_coembedding', 'impute_features',
+           'conversion_baseline']
 
 # %% ../nbs/08_gluer.ipynb #a2bd006b
 def check_nonnegative(x: sp.spmatrix | np.ndarray, # cells x features
@@ -508,7 +509,8 @@ def run_gluer(ref: AnnData, # reference layer (default: RNA), cells x features
             raise InputError(f"layer {who!r} has {min(a.n_obs, ref.n_obs)} cells, fewer than n_neighbors={n_neighbors}; "
                              "lower n_neighbors (and top_k) or add cells")
         if a.n_obs <= n_latent:
-            raise InputError(f"layer {k!r} has {a.n_obs} cells, not more than n_latent={n_latent}")
+            raise InputError(f"layer {k!r} has {a.n_obs} cells, not more than n_latent={n_latent}; "
+                             "lower n_latent, or relax the cell filter that produced this layer (filter_low_quality)")
     # --- the data: shared features, normalisation, scaling (raises on all-zero cells) ---
     xs = {}
     for k, a in adatas.items():
@@ -615,3 +617,30 @@ def impute_features(ref: AnnData, # reference layer with obsm[use_rep]
         blk = wm @ x
         out[lo:lo + len(d)] = blk.toarray() if sp.issparse(blk) else blk
     return AnnData(out, obs=query.obs.copy(), var=var.copy())
+
+# %% ../nbs/08_gluer.ipynb #5e40bec8
+def conversion_baseline(rna: AnnData, # reference layer with raw counts
+                        activity: AnnData, # the other layer converted to genes (e.g. `graph.gene_activity`)
+                        *, layer: str | None = "counts", # rna layer with raw counts (None: X)
+                        activity_layer: str | None = None, # activity layer (None: X)
+                        n_comps: int = 50, # principal components
+                        random_state: RandomState = 0, # PCA solver seed
+                        key_added: str = "conversion", # writes obsm['X_' + key_added]
+                       ) -> None:
+    "Conversion-based integration: shared genes, per-layer log-normalised z-scores, one joint PCA."
+    from sklearn.decomposition import PCA
+    shared = rna.var_names.intersection(activity.var_names)
+    if len(shared) <= n_comps:
+        raise InputError(f"rna and activity share {len(shared)} gene(s), not more than n_comps={n_comps}; "
+                         "convert the other layer to the same gene names (gene_activity(atac, rna)) or lower n_comps")
+    zs = []
+    for a, lay, name in ((rna, layer, "rna"), (activity, activity_layer, "activity")):
+        x = prepare_layer(_get_matrix(a, lay, name)[:, a.var_names.get_indexer(shared)], normalize="counts",
+                          obs_names=a.obs_names, name=f"{name} (on {len(shared)} shared genes)")
+        x = np.asarray(x.todense() if sp.issparse(x) else x, dtype=np.float32)
+        sd = x.std(axis=0)
+        zs.append((x - x.mean(axis=0)) / np.where(sd > 0, sd, 1))
+    seed = int(check_random_state(random_state).integers(2**31 - 1))
+    emb = PCA(n_components=n_comps, svd_solver="randomized", random_state=seed).fit_transform(np.vstack(zs))
+    rna.obsm["X_" + key_added] = emb[: rna.n_obs].astype(np.float32)
+    activity.obsm["X_" + key_added] = emb[rna.n_obs :].astype(np.float32)

@@ -95,7 +95,8 @@ def _as_frame(emb, names: pd.Index | None, i: int) -> pd.DataFrame:
         raise InputError(f"embeddings[{i}] must be features × dimensions with both > 0, got shape {x.shape}")
     bad = ~np.isfinite(x).all(1)
     if bad.any():
-        raise InputError(f"embeddings[{i}] holds NaN/Inf for {int(bad.sum())} feature(s): {_examples(df.index[bad])}")
+        raise InputError(f"embeddings[{i}] holds NaN/Inf for {int(bad.sum())} feature(s): {_examples(df.index[bad])}; "
+                         "drop those features or re-encode them (a trained model's encode_graph() is finite)")
     return pd.DataFrame(x, index=df.index.astype(str))
 
 def feature_embeddings(embeddings, # a GlueModel, DataFrame or array, or a list of them (one per model/seed)
@@ -113,6 +114,9 @@ def _varm_embeddings(rna: ad.AnnData, atac: ad.AnnData, use_rep: str | Sequence[
     out = []
     for k in ([use_rep] if isinstance(use_rep, str) else list(use_rep)):
         check_key(rna.varm, k, "rna.varm"); check_key(atac.varm, k, "atac.varm")
+        if rna.varm[k].shape[1] != atac.varm[k].shape[1]:
+            raise InputError(f"rna.varm[{k!r}] has {rna.varm[k].shape[1]} columns but atac.varm[{k!r}] has "
+                             f"{atac.varm[k].shape[1]}; both must come from the same model (gluekit.glue.embed)")
         out.append(pd.concat([pd.DataFrame(np.asarray(a.varm[k], dtype=np.float64), index=a.var_names.astype(str))
                               for a in (rna, atac)]))
     return feature_embeddings(out)
@@ -349,7 +353,8 @@ def score_regulatory(adatas: dict[str, ad.AnnData], # {"rna": genes, "atac": pea
             check_key(pairs.columns if isinstance(pairs, pd.DataFrame) else {}, c, "pairs.columns")
             miss = pd.Index(pd.unique(pairs[c].astype(str))).difference(a.var_names.astype(str))
             if len(miss):
-                raise InputError(f"{len(miss)} {c}(s) in pairs are not in {where}: {_examples(miss)}")
+                raise InputError(f"{len(miss)} {c}(s) in pairs are not in {where}: {_examples(miss)}; drop those "
+                                 "pairs, or build them from these AnnData with candidate_pairs(rna, atac)")
     links, params = regulatory_scores(embs, pairs, null=null, alternative=alternative, tail=tail, n_bins=n_bins,
                                       n_shuffles=n_shuffles, pool=pool, resolution=resolution, chunk_size=chunk_size,
                                       random_state=random_state, progress=progress)

@@ -769,8 +769,6 @@ def test_regulatory_pairs_distance_and_duplicates(monkeypatch, reg):
         R.score_regulatory(reg, pairs=pd.concat([p, p.iloc[:2]]), progress=False, inplace=False)
 
 
-@pytest.mark.xfail(strict=True, reason="regulatory: 'embeddings[0] holds NaN/Inf for 1 feature(s): ...' names the "
-                   "feature but gives no fix hint (owner: 06_regulatory)")
 def test_regulatory_nan_embedding(monkeypatch, reg):
     reg["atac"].varm["X_glue"][4, 1] = np.nan
     forbid(monkeypatch, R, "cosine_scores")
@@ -778,8 +776,6 @@ def test_regulatory_nan_embedding(monkeypatch, reg):
         R.score_regulatory(reg, progress=False, inplace=False)
 
 
-@pytest.mark.xfail(strict=True, reason="regulatory: rna.varm['X_glue'] 5 columns vs atac.varm['X_glue'] 4 columns "
-                   "is reported as 'embeddings[0] holds NaN/Inf for 300 feature(s)' (owner: 06_regulatory)")
 def test_regulatory_varm_width_mismatch(monkeypatch, reg):
     reg["rna"].varm["X_glue"] = np.zeros((reg["rna"].n_vars, 5))
     forbid(monkeypatch, R, "cosine_scores")
@@ -787,8 +783,6 @@ def test_regulatory_varm_width_mismatch(monkeypatch, reg):
         R.score_regulatory(reg, progress=False, inplace=False)
 
 
-@pytest.mark.xfail(strict=True, reason="regulatory: '1 gene(s) in pairs are not in rna.var_names: ...' gives no fix "
-                   "hint (owner: 06_regulatory)")
 def test_regulatory_pairs_unknown_gene(monkeypatch, reg):
     p = pd.DataFrame({"peak": [reg["atac"].var_names[0]], "gene": ["NotAGene"], "distance": [10]})
     forbid(monkeypatch, R, "cosine_scores")
@@ -952,8 +946,6 @@ def test_gluer_bad_options(monkeypatch, rna, ga, case):
         _gluer(monkeypatch, rna, {"atac": q}, **kw)
 
 
-@pytest.mark.xfail(strict=True, reason="gluer.run_gluer: 0 cells after filter_low_quality gives \"layer 'rna' has 0 "
-                   "cells, not more than n_latent=20\" without a fix hint (owner: 08_gluer)")
 def test_gluer_zero_cells_after_filtering(monkeypatch, rna, ga):
     r = GR.filter_low_quality(rna, min_counts=1e12)
     assert r.n_obs == 0
