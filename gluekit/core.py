@@ -192,7 +192,7 @@ def atomic_path(path: str | os.PathLike, # the final destination
     "Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)  # keep the extension
     os.close(fd)
     try:
         yield Path(tmp)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import logging
 import math
+import re
 import time
 import warnings
 from pathlib import Path
@@ -35,8 +37,9 @@ from .nn import (DECODERS, CSRRows, DataEncoder, Discriminator, EdgeSampler, Gra
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PROB_MODELS', 'COUNT_MODELS', 'FORMAT_VERSION', 'LOSS_NAMES', 'configure_dataset', 'graph_arrays', 'GlueNet',
-           'GlueModel', 'auto_schedule', 'balancing_weights', 'embed', 'fit_glue']
+__all__ = ['log', 'PROB_MODELS', 'COUNT_MODELS', 'FORMAT_VERSION', 'LOSS_NAMES', 'CHECKPOINT', 'CHECKPOINT_VERSION',
+           'configure_dataset', 'graph_arrays', 'GlueNet', 'GlueModel', 'auto_schedule', 'balancing_weights', 'embed',
+           'fit_glue']
 
 # %% ../nbs/04_glue.ipynb #52ebc9dc
 PROB_MODELS = tuple(DECODERS)
@@ -66,13 +69,17 @@ def configure_dataset(adata: ad.AnnData, # one omics layer
     "Check `adata` and record how GLUE reads it in `adata.uns['gluekit']`."
     if prob_model not in PROB_MODELS:
         raise InputError(f"prob_model must be one of {PROB_MODELS}, got {prob_model!r}")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise InputError(f"adata has {adata.n_obs} cell(s) and {adata.n_vars} feature(s); GLUE needs both: "
+                         "filter less strictly or pass a non-empty AnnData")
     x, where = _layer_matrix(adata, layer, "adata")
     if prob_model in COUNT_MODELS:
         check_counts(x, where)
     else:
         check_finite(x, where)
         if prob_model == "ZILN" and (x.min() < 0):
-            raise InputError(f"{where} holds negative values; ZILN models non-negative levels")
+            raise InputError(f"{where} holds negative values (min {x.min():g}); ZILN models non-negative levels: "
+                             "pass layer= the raw (non-negative) levels, or use prob_model='Normal' for centred data")
     if use_rep is not None:
         check_key(adata.obsm, use_rep, "adata.obsm")
         check_finite(np.asarray(adata.obsm[use_rep]), f"adata.obsm[{use_rep!r}]")
@@ -106,9 +113,18 @@ def _edge_table(graph: nx.Graph | pd.DataFrame) -> tuple[pd.DataFrame, pd.Index]
                         "target": df["target"].astype(str).to_numpy() if len(df) else np.array([], str),
                         "weight": df["weight"].to_numpy(float) if "weight" in df else np.ones(len(df)),
                         "sign": df["sign"].to_numpy(float) if "sign" in df else np.ones(len(df))})
-    if len(out) and (out["weight"].isna().any() or out["sign"].isna().any() or (out["sign"] == 0).any()):
-        raise InputError("some graph edges lack a 'weight' or 'sign' attribute; give every edge both")
+    for col, lack in (("weight", out["weight"].isna()), ("sign", out["sign"].isna() | (out["sign"] == 0))):
+        if lack.any():
+            raise InputError(f"{int(lack.sum())} guidance-graph edge(s) lack a {col!r} (missing, NaN or 0): "
+                             f"{_edge_examples(out, lack.to_numpy())}; give every edge a weight in (0, 1] "
+                             "and a sign of +1 or -1")
     return out, nodes
+
+def _edge_examples(df: pd.DataFrame, bad: np.ndarray, col: str | None = None) -> str:
+    "A few offending edges as (source, target[, value]) tuples, with the count."
+    src, tgt = df["source"].to_numpy()[bad], df["target"].to_numpy()[bad]
+    ex = list(zip(src, tgt)) if col is None else list(zip(src, tgt, df[col].to_numpy()[bad].tolist()))
+    return _examples(ex, 3)
 
 def graph_arrays(graph: nx.Graph | pd.DataFrame, # guidance graph or edge table
                  vertices: pd.Index, # model vertices (features of all layers, in order)
@@ -124,11 +140,16 @@ def graph_arrays(graph: nx.Graph | pd.DataFrame, # guidance graph or edge table
                              f"{_examples(miss)}; add them to the graph or drop them from the AnnData")
     i, j = vertices.get_indexer(df["source"]), vertices.get_indexer(df["target"])
     keep = (i >= 0) & (j >= 0)
-    i, j, w, s = i[keep], j[keep], df["weight"].to_numpy()[keep], df["sign"].to_numpy()[keep]
-    if len(w) and (w.min() <= 0 or w.max() > 1):
-        raise InputError(f"edge weights must lie in (0, 1], found range [{w.min():g}, {w.max():g}]")
-    if len(s) and not np.isin(s, (-1, 1)).all():
-        raise InputError(f"edge signs must be -1 or +1, found {_examples(np.unique(s[~np.isin(s, (-1, 1))]))}")
+    df = df[keep]
+    i, j, w, s = i[keep], j[keep], df["weight"].to_numpy(), df["sign"].to_numpy()
+    bad = ~((w > 0) & (w <= 1))
+    if bad.any():
+        raise InputError(f"{int(bad.sum())} guidance-graph edge weights outside (0, 1]: {_edge_examples(df, bad, 'weight')}; "
+                         "weights are credibilities in (0, 1]: rescale (e.g. divide by the maximum) or clip them")
+    bad = ~np.isin(s, (-1, 1))
+    if bad.any():
+        raise InputError(f"{int(bad.sum())} guidance-graph edge signs are not -1 or +1: {_edge_examples(df, bad, 'sign')}; "
+                         "use +1 for activating and -1 for repressing evidence")
     cross = owner[i] != owner[j]
     for k, name in enumerate(names):
         if not (cross & ((owner[i] == k) | (owner[j] == k))).any():
@@ -187,7 +208,9 @@ class _LayerData:
             x, where = _layer_matrix(adata, cfg["layer"], name)
             miss = features[~features.isin(adata.var_names)]
             if len(miss):
-                raise InputError(f"{len(miss)} feature(s) the model uses are missing from {name}.var_names: {_examples(miss)}")
+                raise InputError(f"{len(miss)} feature(s) the model uses are missing from {name}.var_names: "
+                                 f"{_examples(miss)}; subset or reindex {name} to the features the model was "
+                                 f"trained on (model.config['layers'][{name!r}]['features'])")
             cols = adata.var_names.get_indexer(features)
             x = x[:, cols] if not (len(cols) == adata.n_vars and (cols == np.arange(len(cols))).all()) else x
             x = sp.csr_matrix(x, dtype=np.float32)
@@ -450,14 +473,16 @@ def balancing_weights(embeddings: dict[str, np.ndarray], # per layer, cells × m
 
 # %% ../nbs/04_glue.ipynb #c4636f95
 def _train_stage(net, data, val_idx, weights, sampler, esampler, n_edges, hp, opts, *, stage, max_epochs,
-                 anneal_epochs, patience, reduce_lr_patience, lr, g, bar, rows):
-    "Run one stage; restore the best weights; append history rows."
+                 anneal_epochs, patience, reduce_lr_patience, lr, g, bar, rows, state=None, on_epoch=None):
+    "Run one stage (or its rest, from a checkpointed `state`); restore the best weights; append history rows."
     opt_g, opt_d = opts
-    for o in opts:                                    # each stage starts at the full learning rate
-        for pg in o.param_groups: pg["lr"] = lr
-    best, best_state, since = math.inf, None, 0
-    for epoch in range(max_epochs):
-        t0 = time.perf_counter()
+    if state is None:                                 # a fresh stage starts at the full learning rate
+        for o in opts:
+            for pg in o.param_groups: pg["lr"] = lr
+        state = dict(epoch=0, best=math.inf, best_state=None, since=0, stop=False)
+    st = state                                        # everything a checkpoint needs to continue this stage
+    while not st["stop"] and st["epoch"] < max_epochs:
+        epoch, t0 = st["epoch"], time.perf_counter()
         # pretraining: constant noise (τ = 1); fine-tuning: τ from 1 to 0 over anneal_epochs
         tau = 1.0 if anneal_epochs is None else (max(0.0, 1 - epoch / anneal_epochs) if anneal_epochs > 0 else 0.0)
         acc = torch.zeros(len(LOSS_NAMES), device=net.edge_weight.device)
@@ -471,22 +496,23 @@ def _train_stage(net, data, val_idx, weights, sampler, esampler, n_edges, hp, op
         rows.append(dict(stage=stage, epoch=epoch, lr=cur_lr, tau=tau, **dict(zip(LOSS_NAMES, acc)),
                          val_loss=val, seconds=time.perf_counter() - t0, steps=len(batches)))
         bar.update(1); bar.set_postfix(stage=stage, vae=f"{acc[-1]:.3f}", dsc=f"{acc[4]:.3f}", val=f"{val:.3f}")
-        if anneal_epochs is not None and tau > 0:
-            continue                                  # the objective still changes while the noise anneals
-        if not math.isfinite(best) or val < best - hp["min_delta"] * abs(best):
-            best, since = val, 0
-            best_state = {n: t.detach().clone() for n, t in net.state_dict().items()}
-        else:
-            since += 1
-            if since >= patience:
-                log.info(f"{stage}: early stop at epoch {epoch} (best val {best:.4f})")
-                break
-            if since % reduce_lr_patience == 0:
-                for o in (opt_g, opt_d):
-                    for pg in o.param_groups: pg["lr"] /= 10
-                log.info(f"{stage}: learning rate reduced to {opt_g.param_groups[0]['lr']:.2g} at epoch {epoch}")
-    if best_state is not None:
-        net.load_state_dict(best_state)
+        st["epoch"] = epoch + 1
+        if anneal_epochs is None or tau == 0:         # while the noise anneals the objective still changes
+            if not math.isfinite(st["best"]) or val < st["best"] - hp["min_delta"] * abs(st["best"]):
+                st.update(best=val, since=0, best_state={n: t.detach().clone() for n, t in net.state_dict().items()})
+            else:
+                st["since"] += 1
+                if st["since"] >= patience:
+                    log.info(f"{stage}: early stop at epoch {epoch} (best val {st['best']:.4f})")
+                    st["stop"] = True
+                elif st["since"] % reduce_lr_patience == 0:
+                    for o in (opt_g, opt_d):
+                        for pg in o.param_groups: pg["lr"] /= 10
+                    log.info(f"{stage}: learning rate reduced to {opt_g.param_groups[0]['lr']:.2g} at epoch {epoch}")
+        if on_epoch is not None:
+            on_epoch(stage, st)
+    if st["best_state"] is not None:
+        net.load_state_dict(st["best_state"])
     return rows
 
 # %% ../nbs/04_glue.ipynb #83996d6f
@@ -534,14 +560,30 @@ def fit(self: GlueModel,
         random_state: RandomState = 0, # seeds split, minibatches, noise, dropout, edge sampling
         device: str | torch.device = "auto", # training device
         progress: bool = True, # show a progress bar
+        checkpoint_dir: str | Path | None = None, # write the training state here (checkpoint.pt); None: no checkpoints
+        checkpoint_every: int = 10, # epochs between checkpoints (and at the end of each stage)
+        resume: bool = False, # continue from the checkpoint in checkpoint_dir, if there is one
        ) -> GlueModel:
-    "Train GLUE: pretraining, balancing weights, fine-tuning with annealed noise."
+    "Train GLUE: pretraining, balancing weights, fine-tuning with annealed noise; optionally checkpointed."
     start = time.perf_counter()
     names = self.names
     if sorted(adatas) != sorted(names):
         raise InputError(f"adatas has layers {sorted(adatas)}, the model was built for {names}")
+    if int(checkpoint_every) < 1:
+        raise InputError(f"checkpoint_every must be a positive number of epochs, got {checkpoint_every!r}")
+    if resume and checkpoint_dir is None:
+        raise InputError("resume=True needs checkpoint_dir=, the directory given to the interrupted fit")
+    seed = int(random_state) if isinstance(random_state, (int, np.integer)) else None
+    args = dict(paired=bool(paired), lr=float(lr), batch_size=int(batch_size), max_epochs=max_epochs,
+                lam_graph=float(lam_graph), lam_align=float(lam_align), lam_pair=float(lam_pair),
+                neg_samples=int(neg_samples), max_edges_per_step=int(max_edges_per_step), val_split=float(val_split),
+                balance=bool(balance), balance_resolution=float(balance_resolution), anneal_epochs=anneal_epochs,
+                patience=patience, reduce_lr_patience=reduce_lr_patience, min_delta=float(min_delta), random_state=seed)
+    ckpt = _read_checkpoint(checkpoint_dir, self, args) if resume else None
     dev = get_device(device)
-    rng = check_random_state(random_state)
+    # a resumed fit replays the set-up (split, seeds) from the generator state the interrupted fit started with
+    rng = check_random_state(random_state) if ckpt is None else _generator(ckpt["meta"]["rng_start"])
+    rng_start = copy.deepcopy(rng.bit_generator.state)
     data = {}
     for k in names:
         cfg = self.config["layers"][k]
@@ -575,6 +617,8 @@ def fit(self: GlueModel,
     for key, val in dict(anneal_epochs=anneal_epochs, patience=patience, reduce_lr_patience=reduce_lr_patience).items():
         if val is not None: sched[key] = int(val)
     hp = dict(lam_graph=lam_graph, lam_align=lam_align, lam_pair=lam_pair, neg_samples=neg_samples, min_delta=min_delta)
+    if ckpt is not None:                              # weights and edge buffers as they were at the checkpoint
+        self.net.load_state_dict(ckpt["net"]); self.net._adj = None
     net = self.net.to(dev); net.train()
     g_cpu = torch.Generator().manual_seed(seed_from(rng))
     g_dev = torch.Generator(device=dev).manual_seed(seed_from(rng))
@@ -589,33 +633,58 @@ def fit(self: GlueModel,
     # fine-tuning, as a fresh RMSprop takes very large first steps that would undo the pretraining
     opts = (torch.optim.RMSprop([p for n, p in net.named_parameters() if not n.startswith("du.")], lr=lr),
             torch.optim.RMSprop(net.du.parameters(), lr=lr))
-    rows = []
-    bar = progress_bar(total=2 * sched["max_epochs"], progress=progress, desc="GLUE", unit="epoch")
+    rows, stage0, st0 = [], "pretrain", None
+    if ckpt is not None:
+        opts[0].load_state_dict(ckpt["opt_g"]); opts[1].load_state_dict(ckpt["opt_d"])
+        g_cpu.set_state(ckpt["rng"]["cpu"]); g_dev.set_state(ckpt["rng"]["dev"])
+        rows, stage0, st0 = ckpt["meta"]["history"], ckpt["meta"]["stage"], _stage_state(ckpt)
+        log.info(f"resuming from {checkpoint_dir}: {stage0} stage, epoch {st0['epoch']}")
+    cur = dict(weights=None)
+
+    def on_epoch(stage, st):
+        "Write a checkpoint every `checkpoint_every` epochs and at the end of a stage."
+        if checkpoint_dir is not None and (st["epoch"] % int(checkpoint_every) == 0 or st["stop"]
+                                           or st["epoch"] >= sched["max_epochs"]):
+            _write_checkpoint(Path(checkpoint_dir), self, stage=stage, state=st, opts=opts, gens=(g_cpu, g_dev),
+                              device=dev, rng=rng, rng_start=rng_start, rows=rows, weights=cur["weights"],
+                              args=args, checkpoint_every=int(checkpoint_every))
+
+    bar = progress_bar(total=2 * sched["max_epochs"], initial=len(rows), progress=progress, desc="GLUE", unit="epoch")
     with _seeded(seed_from(rng), dev):
-        log.info(f"pretraining (≤ {sched['max_epochs']} epochs of {sampler.steps} steps)")
-        _train_stage(net, data, val_t, ones, sampler, esampler, n_edges, hp, opts, stage="pretrain",
-                     max_epochs=sched["max_epochs"], anneal_epochs=None, bar=bar, rows=rows, **common)
-        if balance:
-            emb = {k: self._encode(data[k], k) for k in names}
-            with torch_threads(torch.get_num_threads()):     # scanpy's thread pools must not change torch's
-                w = balancing_weights(emb, resolution=balance_resolution, random_state=seed_from(rng))
-            weights = {k: torch.as_tensor(w[k], device=dev) for k in names}
-        else:
-            weights = ones
+        if ckpt is not None:                          # global generators (dropout) and numpy state as checkpointed
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            if "cuda" in ckpt["rng"] and dev.type == "cuda": torch.cuda.set_rng_state(ckpt["rng"]["cuda"], dev)
+            rng.bit_generator.state = ckpt["meta"]["rng_now"]
+        if stage0 == "pretrain":
+            log.info(f"pretraining (≤ {sched['max_epochs']} epochs of {sampler.steps} steps)")
+            _train_stage(net, data, val_t, ones, sampler, esampler, n_edges, hp, opts, stage="pretrain",
+                         max_epochs=sched["max_epochs"], anneal_epochs=None, bar=bar, rows=rows, state=st0,
+                         on_epoch=on_epoch, **common)
+            st0 = None
+            if balance:
+                emb = {k: self._encode(data[k], k) for k in names}
+                with torch_threads(torch.get_num_threads()):     # scanpy's thread pools must not change torch's
+                    w = balancing_weights(emb, resolution=balance_resolution, random_state=seed_from(rng))
+                weights = {k: torch.as_tensor(w[k], device=dev) for k in names}
+            else:
+                weights = ones
+        else:                                         # resumed in fine-tuning: the weights are in the checkpoint
+            weights = {k: ckpt["weights"][k].to(dev) for k in names}
+        cur["weights"] = weights
         self.balancing_weights = {k: weights[k].cpu().numpy() for k in names}
-        bar.total = len(rows) + sched["max_epochs"]; bar.refresh()
+        bar.total = len([r for r in rows if r["stage"] == "pretrain"]) + sched["max_epochs"]; bar.refresh()
         log.info(f"fine-tuning (≤ {sched['max_epochs']} epochs, noise annealed over {sched['anneal_epochs']})")
         _train_stage(net, data, val_t, weights, sampler, esampler, n_edges, hp, opts, stage="finetune",
-                     max_epochs=sched["max_epochs"], anneal_epochs=sched["anneal_epochs"], bar=bar, rows=rows, **common)
+                     max_epochs=sched["max_epochs"], anneal_epochs=sched["anneal_epochs"], bar=bar, rows=rows,
+                     state=st0, on_epoch=on_epoch, **common)
     bar.close()
     net.eval()
     self.history = pd.DataFrame(rows)
     self.fit_params = dict(paired=paired, lr=lr, batch_size=batch_size, lam_graph=lam_graph, lam_align=lam_align,
                            lam_pair=lam_pair, neg_samples=neg_samples, val_split=val_split, balance=balance,
                            balance_resolution=balance_resolution, min_delta=min_delta, edges_per_step=n_edges,
-                           random_state=random_state if isinstance(random_state, int) else None,
-                           device=str(dev), **{k: int(v) for k, v in sched.items()})
-    log_finished(log, start, f"trained GLUE for {len(rows)} epochs")
+                           random_state=seed, device=str(dev), **{k: int(v) for k, v in sched.items()})
+    log_finished(log, start, f"trained GLUE for {len(rows)} epochs" + (" (resumed)" if ckpt is not None else ""))
     return self
 
 # %% ../nbs/04_glue.ipynb #322bb5b9
@@ -670,12 +739,52 @@ def save(self: GlueModel, path: str | Path, # directory to write (created)
     "Save weights (state dict) and configuration (JSON) to a directory."
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     state = {k: t.detach().cpu() for k, t in self.net.state_dict().items()}
+    # each file is written to a temporary name and renamed into place; config.json (written last) carries the
+    # checksum of weights.pt, so a save interrupted between the two files is detected at load time
     with atomic_path(path / "weights.pt") as p:
         torch.save(state, p)
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
     cfg = dict(self.config, gluekit_version=gluekit.__version__, torch_version=torch.__version__,
-               fit_params=self.fit_params, history=json.loads(self.history.to_json(orient="records")))
+               weights_sha256=digest, fit_params=self.fit_params,
+               history=json.loads(self.history.to_json(orient="records")))
     with atomic_path(path / "config.json") as p:
         p.write_text(json.dumps(cfg, indent=1))
+
+_CONFIG_KEYS = ("format", "format_version", "layers", "n_edges", "n_latent", "n_hidden", "n_layers", "dropout",
+                "random_state")
+_LAYER_KEYS = ("prob_model", "layer", "use_rep", "batch_key", "batches", "features", "n_input")
+
+@patch(cls_method=True)
+def _from_config(cls: GlueModel, cfg: dict, where: str) -> GlueModel:
+    "An untrained model with the architecture a saved configuration describes."
+    miss = [k for k in _CONFIG_KEYS if k not in cfg]
+    if miss:
+        raise ModelFormatError(f"{where} lacks required key(s) {_examples(miss)}; it is damaged or not written by save")
+    if not isinstance(cfg["layers"], dict) or not cfg["layers"]:
+        raise ModelFormatError(f"{where}: 'layers' must map layer names to their configuration")
+    for k, l in cfg["layers"].items():
+        miss = [x for x in _LAYER_KEYS if not isinstance(l, dict) or x not in l]
+        if miss:
+            raise ModelFormatError(f"{where}: layer {k!r} lacks required key(s) {_examples(miss)}")
+    self = cls.__new__(cls)
+    self.config = {k: cfg[k] for k in _CONFIG_KEYS}
+    try:
+        self._build(check_random_state(0))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFormatError(f"{where} describes no valid GLUE architecture: {e!r}") from e
+    return self
+
+def _load_tensors(path: Path) -> dict:
+    "torch.load(weights_only=True), with every failure (missing, truncated, foreign objects) as ModelFormatError."
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:   # UnpicklingError (foreign objects), EOFError / RuntimeError (truncated), OSError
+        msg = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+        m = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\s+was not an allowed|\n\n|$)", msg, re.S)
+        why = " ".join((m.group(1) if m and m.group(1).strip() else msg.strip().split("\n")[0]).split())
+        raise ModelFormatError(f"{path} is not a readable gluekit tensor file (refused by torch.load(weights_only=True): "
+                               f"{type(e).__name__}: {why}); it is damaged, tampered with or written by another "
+                               "program: never load it with weights_only=False unless you trust its source") from e
 
 @patch(cls_method=True)
 def load(cls: GlueModel, path: str | Path, # directory written by `save`
@@ -685,25 +794,113 @@ def load(cls: GlueModel, path: str | Path, # directory written by `save`
     path = Path(path)
     try:
         cfg = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:   # missing, truncated, not UTF-8 or not JSON
         raise ModelFormatError(f"{path} is not a gluekit model directory (config.json unreadable: {e})") from e
-    if cfg.get("format") != "gluekit.GlueModel":
+    if not isinstance(cfg, dict) or cfg.get("format") != "gluekit.GlueModel":
+        cfg = cfg if isinstance(cfg, dict) else {}
         raise ModelFormatError(f"{path}/config.json is not a gluekit GlueModel (format={cfg.get('format')!r})")
     if cfg.get("format_version") != FORMAT_VERSION:
         raise ModelFormatError(f"{path} has format version {cfg.get('format_version')}, this gluekit reads {FORMAT_VERSION}")
-    self = cls.__new__(cls)
-    self.config = {k: cfg[k] for k in ("format", "format_version", "layers", "n_edges", "n_latent", "n_hidden",
-                                        "n_layers", "dropout", "random_state")}
-    self._build(check_random_state(0))
+    self = cls._from_config(cfg, f"{path}/config.json")
+    state = _load_tensors(path / "weights.pt")
     try:
-        state = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
+        if not isinstance(state, dict): raise TypeError(f"a {type(state).__name__}, not a state dict")
         self.net.load_state_dict(state)
-    except (RuntimeError, OSError, KeyError) as e:
+    except (RuntimeError, KeyError, TypeError) as e:
         raise ModelFormatError(f"{path}/weights.pt does not match its config.json: {e}") from e
+    if "weights_sha256" in cfg and hashlib.sha256((path / "weights.pt").read_bytes()).hexdigest() != cfg["weights_sha256"]:
+        raise ModelFormatError(f"{path}/weights.pt does not match the checksum in its config.json: the save was "
+                               "interrupted or the file was modified; save the model again")
     self.net.to(get_device(device)).eval()
     self.fit_params = cfg.get("fit_params", {})
     self.history = pd.DataFrame(cfg.get("history", []))
     return self
+
+# %% ../nbs/04_glue.ipynb #c6d1aa9d
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
+
+def _plain(x):
+    "A JSON round trip: plain types only, as stored in a checkpoint."
+    return json.loads(json.dumps(x, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+def _generator(state: dict) -> np.random.Generator:
+    "A numpy Generator with the given bit-generator state."
+    rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+    rng.bit_generator.state = state
+    return rng
+
+def _stage_state(ckpt: dict) -> dict:
+    "The `_train_stage` state stored in a checkpoint."
+    m = ckpt["meta"]
+    return dict(epoch=m["epoch"], best=math.inf if m["best"] is None else m["best"], best_state=ckpt["best"],
+                since=m["since"], stop=m["stop"])
+
+def _write_checkpoint(path: Path, model: GlueModel, *, stage: str, state: dict, opts, gens, device: torch.device,
+                      rng: np.random.Generator, rng_start: dict, rows: list, weights: dict | None, args: dict,
+                      checkpoint_every: int) -> None:
+    "Write the full training state to `path/checkpoint.pt` atomically (tensors + a JSON string)."
+    cpu = lambda sd: {k: t.detach().cpu() for k, t in sd.items()}
+    rngs = dict(cpu=gens[0].get_state(), dev=gens[1].get_state(), torch=torch.get_rng_state())
+    if device.type == "cuda": rngs["cuda"] = torch.cuda.get_rng_state(device)
+    meta = dict(format="gluekit.GlueCheckpoint", format_version=CHECKPOINT_VERSION, gluekit_version=gluekit.__version__,
+                stage=stage, epoch=state["epoch"], best=state["best"] if math.isfinite(state["best"]) else None,
+                since=state["since"], stop=state["stop"], history=rows, rng_start=rng_start,
+                rng_now=rng.bit_generator.state, args=args, checkpoint_every=checkpoint_every, config=model.config)
+    ckpt = dict(net=cpu(model.net.state_dict()), best=None if state["best_state"] is None else cpu(state["best_state"]),
+                opt_g=opts[0].state_dict(), opt_d=opts[1].state_dict(), rng=rngs,
+                weights=None if weights is None else cpu(weights), meta=json.dumps(_plain(meta)))
+    with atomic_path(path / CHECKPOINT) as p:
+        torch.save(ckpt, p)
+
+def _read_checkpoint(path: str | Path, model: GlueModel | None, args: dict | None) -> dict | None:
+    "The checkpoint in `path` (None if there is none), checked against the model and the fit's arguments."
+    f = Path(path) / CHECKPOINT
+    if not f.exists():
+        warnings.warn(f"no checkpoint at {f}; training from the start")
+        return None
+    ckpt = _load_tensors(f)
+    try:
+        meta = json.loads(ckpt["meta"])
+        ok = meta["format"] == "gluekit.GlueCheckpoint"
+    except (TypeError, KeyError, ValueError) as e:
+        raise ModelFormatError(f"{f} is not a gluekit training checkpoint ({e!r}); delete it or point "
+                               "checkpoint_dir elsewhere") from e
+    if not ok:
+        raise ModelFormatError(f"{f} is not a gluekit training checkpoint (format={meta['format']!r})")
+    if meta.get("format_version") != CHECKPOINT_VERSION:
+        raise ModelFormatError(f"{f} has checkpoint version {meta.get('format_version')}, this gluekit reads "
+                               f"{CHECKPOINT_VERSION}; finish the fit with the gluekit that wrote it")
+    if model is not None and _plain(model.config) != meta["config"]:
+        raise InputError(f"{f} was written for another model (layers, features, graph or sizes differ); build the "
+                         "model with the same arguments, or use GlueModel.resume(checkpoint_dir, adatas)")
+    if args is not None:
+        old = meta["args"]
+        diff = [k for k in args if k != "random_state" and _plain(args[k]) != old.get(k)]
+        if None not in (args["random_state"], old["random_state"]) and args["random_state"] != old["random_state"]:
+            diff.append("random_state")
+        if diff:
+            raise InputError(f"{f} was written by a fit with other arguments: "
+                             + ", ".join(f"{k}={old.get(k)!r} (now {args[k]!r})" for k in diff)
+                             + "; pass the same arguments to resume, or use GlueModel.resume(checkpoint_dir, adatas)")
+    ckpt["meta"] = meta
+    return ckpt
+
+@patch(cls_method=True)
+def resume(cls: GlueModel, checkpoint_dir: str | Path, # the checkpoint_dir of the interrupted fit
+           adatas: dict[str, ad.AnnData], # the same configured layers
+           *, device: str | torch.device = "auto", # training device
+           progress: bool = True, # progress bar
+          ) -> GlueModel:
+    "Rebuild the model of a checkpoint and finish its fit, with the arguments stored in the checkpoint."
+    f = Path(checkpoint_dir) / CHECKPOINT
+    if not f.exists():
+        raise InputError(f"no checkpoint at {f}; pass the checkpoint_dir given to the interrupted fit")
+    meta = _read_checkpoint(checkpoint_dir, None, None)["meta"]
+    self = cls._from_config(meta["config"], str(f))
+    kw = dict(meta["args"]); rs = kw.pop("random_state")
+    return self.fit(adatas, **kw, random_state=0 if rs is None else rs, device=device, progress=progress,
+                    checkpoint_dir=checkpoint_dir, checkpoint_every=meta["checkpoint_every"], resume=True)
 
 # %% ../nbs/04_glue.ipynb #5db6dfd6
 _MODEL_KW = ("n_hidden", "n_layers", "dropout")

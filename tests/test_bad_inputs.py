@@ -448,9 +448,7 @@ def glue_setup(sim, graph):
 
 @pytest.mark.parametrize("prob,kind,frags", [
     ("Normal", np.inf, ["adata.X", "NaN/Inf", "impute"]),
-    pytest.param("ZILN", -1.0, ["adata.X", "negative"], marks=pytest.mark.xfail(strict=True, reason=
-        "glue.configure_dataset: 'adata.X holds negative values; ZILN models non-negative levels' gives no fix hint "
-        "(owner: 04_glue)"))], ids=["normal_inf", "ziln_neg"])
+    ("ZILN", -1.0, ["adata.X", "negative"])], ids=["normal_inf", "ziln_neg"])
 def test_configure_continuous_models(rna, prob, kind, frags):
     x = rna.X.toarray(); x[0, 0] = kind; rna.X = x
     with bad(InputError, *frags):
@@ -480,8 +478,6 @@ def test_configure_missing_batch(rna):
         GL.configure_dataset(rna, "NB", batch_key="batch")
 
 
-@pytest.mark.xfail(strict=True, reason="glue.configure_dataset accepts an AnnData with 0 cells without error "
-                   "(owner: 04_glue)")
 def test_configure_zero_cells(rna):
     with bad(InputError, "adata", "0 cell"):
         GL.configure_dataset(rna[:0].copy(), "NB")
@@ -495,15 +491,12 @@ def test_model_feature_missing_from_graph(monkeypatch, glue_setup, graph):
         GL.GlueModel(d, g)
 
 
-_NO_EDGE = "glue.graph_arrays/_edge_table: the message gives the bad value/range but not the offending edge (owner: 04_glue)"
-
-
 @pytest.mark.parametrize("col,val,frags", [
-    pytest.param("weight", 2.0, ["edge weights", "(0, 1]"], marks=pytest.mark.xfail(strict=True, reason=_NO_EDGE)),
-    pytest.param("weight", -0.5, ["edge weights", "(0, 1]"], marks=pytest.mark.xfail(strict=True, reason=_NO_EDGE)),
-    pytest.param("weight", np.nan, ["'weight'", "give every edge"], marks=pytest.mark.xfail(strict=True, reason=_NO_EDGE)),
-    pytest.param("sign", 2, ["edge signs", "-1 or +1"], marks=pytest.mark.xfail(strict=True, reason=_NO_EDGE)),
-    pytest.param("sign", 0, ["'sign'", "give every edge"], marks=pytest.mark.xfail(strict=True, reason=_NO_EDGE)),
+    ("weight", 2.0, ["edge weights", "(0, 1]"]),
+    ("weight", -0.5, ["edge weights", "(0, 1]"]),
+    ("weight", np.nan, ["'weight'", "give every edge"]),
+    ("sign", 2, ["edge signs", "-1 or +1"]),
+    ("sign", 0, ["'sign'", "give every edge"]),
 ])
 def test_model_invalid_edge_table(monkeypatch, glue_setup, graph, col, val, frags):
     d, _ = glue_setup
@@ -581,9 +574,7 @@ def test_encode_unknown_batch_category(glue_setup):
         m.encode_data("rna", r)
 
 
-@pytest.mark.parametrize("case", ["unknown_layer", pytest.param("missing_features", marks=pytest.mark.xfail(
-    strict=True, reason="glue.encode_data: '5 feature(s) the model uses are missing from rna.var_names: ...' gives no "
-    "fix hint (owner: 04_glue)")), "nan_counts", "rep_width"])
+@pytest.mark.parametrize("case", ["unknown_layer", "missing_features", "nan_counts", "rep_width"])
 def test_encode_bad_inputs(sim, graph, glue_setup, case):
     d, m = glue_setup
     r = d["rna"].copy()
@@ -638,13 +629,9 @@ def _tampered(saved, tmp_path, what):
 
 @pytest.mark.parametrize("what,frags", [
     ("truncated_weights", ["weights.pt"]),
-    pytest.param("foreign_pickle", ["weights.pt"], marks=pytest.mark.xfail(
-        strict=True, reason="glue.GlueModel.load: a weights.pt holding a foreign pickled object raises "
-        "_pickle.UnpicklingError from torch.load(weights_only=True), not ModelFormatError (owner: 04_glue)")),
+    ("foreign_pickle", ["weights.pt", "weights_only=True"]),
     ("version", ["format version 99", "reads 1"]),
-    pytest.param("missing_key", ["config.json", "layers"], marks=pytest.mark.xfail(
-        strict=True, reason="glue.GlueModel.load: a config.json without 'layers' raises KeyError('layers'), "
-        "not ModelFormatError (owner: 04_glue)")),
+    ("missing_key", ["config.json", "'layers'"]),
     ("truncated_config", ["config.json"]),
     ("not_a_model", ["not a gluekit model directory"]),
 ])

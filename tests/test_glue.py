@@ -206,3 +206,109 @@ def test_balancing_reduces_misalignment():
         m = GlueModel(d, g, n_latent=16, n_hidden=64).fit(d, max_epochs=20, balance=bal, progress=False, device="cpu")
         res[bal] = mis(m)
     assert res[True] < 0.8 * res[False], res
+
+
+# ---------------------------------------------------------------- checkpoint and resume (issue 11)
+_CKPT_MODEL = dict(n_latent=8, n_hidden=32, random_state=7)
+_CKPT_FIT = dict(max_epochs=8, batch_size=64, random_state=7)
+
+_CHILD = """
+import sys, time
+import torch
+torch.set_num_threads(1)
+import anndata as ad
+from gluekit import glue as GL
+from gluekit.graph import build_guidance_graph
+tmp, model_kw, fit_kw = sys.argv[1], eval(sys.argv[2]), eval(sys.argv[3])
+d = {k: ad.read_h5ad(f"{tmp}/{k}.h5ad") for k in ("rna", "atac")}
+GL.configure_dataset(d["rna"], "NB", use_rep="X_pca"); GL.configure_dataset(d["atac"], "NB", use_rep="X_lsi")
+g = build_guidance_graph(d["rna"], d["atac"])
+write = GL._write_checkpoint
+def write_then_park(*a, **k):   # park after the first checkpoint, so that the SIGKILL surely lands mid-fit
+    write(*a, **k)
+    time.sleep(600)
+GL._write_checkpoint = write_then_park
+GL.GlueModel(d, g, **model_kw).fit(d, **fit_kw, checkpoint_dir=f"{tmp}/ckpt", checkpoint_every=3, progress=False,
+                                   device="cpu")
+"""
+
+
+def test_kill_and_resume_bit_identical(small, tmp_path):
+    "A fit killed (SIGKILL) after its first checkpoint, resumed in another process, equals an uninterrupted fit."
+    import os
+    import signal
+    import time
+    d, g = small
+    for k, a in d.items():
+        a2 = a.copy(); del a2.uns["gluekit"]; a2.write_h5ad(tmp_path / f"{k}.h5ad")
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path), repr(_CKPT_MODEL), repr(_CKPT_FIT)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ckpt = tmp_path / "ckpt" / "checkpoint.pt"
+    # meanwhile, in this process: the uninterrupted reference fit (no checkpoints)
+    ref = GlueModel(d, g, **_CKPT_MODEL).fit(d, **_CKPT_FIT, progress=False, device="cpu")
+    deadline = time.monotonic() + 150
+    while not ckpt.exists():
+        assert child.poll() is None, f"the child exited early: {child.communicate()[1].decode()[-2000:]}"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.communicate()
+    assert child.returncode == -signal.SIGKILL
+    saved = torch.load(ckpt, weights_only=True)                       # plain tensors + JSON, no pickle
+    meta = json.loads(saved["meta"])
+    assert (meta["stage"], meta["epoch"], len(meta["history"])) == ("pretrain", 3, 3)
+    assert not list((tmp_path / "ckpt").glob(".*.tmp"))               # no half-written file left behind
+    res = GlueModel.resume(tmp_path / "ckpt", d, device="cpu", progress=False)
+    for k in ("rna", "atac"):
+        assert np.array_equal(res.encode_data(k, d[k]), ref.encode_data(k, d[k]))
+    assert np.array_equal(res.encode_graph(), ref.encode_graph())
+    cols = ["stage", "epoch", "lr", "tau", "x_nll", "g_nll", "dsc", "vae", "val_loss"]
+    assert res.history[cols].equals(ref.history[cols])
+    for k in ("rna", "atac"):
+        assert np.array_equal(res.balancing_weights[k], ref.balancing_weights[k])
+
+
+def test_resume_in_finetuning_and_refusals(small, tmp_path, monkeypatch):
+    "Interrupted in fine-tuning: fit(resume=True) finishes identically; wrong arguments or files are refused."
+    from gluekit import glue as GL
+    d, g = small
+    ref = GlueModel(d, g, **_CKPT_MODEL).fit(d, **_CKPT_FIT, progress=False, device="cpu")
+    write = GL._write_checkpoint
+
+    def write_then_fail(path, model, **k):
+        write(path, model, **k)
+        if k["stage"] == "finetune" and k["state"]["epoch"] == 6:    # after annealing: best state is tracked
+            raise KeyboardInterrupt
+    monkeypatch.setattr(GL, "_write_checkpoint", write_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        GlueModel(d, g, **_CKPT_MODEL).fit(d, **_CKPT_FIT, progress=False, device="cpu", checkpoint_dir=tmp_path,
+                                           checkpoint_every=2)
+    monkeypatch.undo()
+    meta = json.loads(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["meta"])
+    assert (meta["stage"], meta["epoch"]) == ("finetune", 6) and meta["best"] is not None
+    with pytest.raises(InputError, match=r"batch_size=64 \(now 32\)"):
+        GlueModel(d, g, **_CKPT_MODEL).fit(d, **{**_CKPT_FIT, "batch_size": 32}, progress=False, device="cpu",
+                                           checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(InputError, match="another model"):
+        GlueModel(d, g, **{**_CKPT_MODEL, "n_hidden": 16}).fit(d, **_CKPT_FIT, progress=False, device="cpu",
+                                                               checkpoint_dir=tmp_path, resume=True)
+    res = GlueModel(d, g, **_CKPT_MODEL).fit(d, **_CKPT_FIT, progress=False, device="cpu", checkpoint_dir=tmp_path,
+                                             resume=True)
+    assert np.array_equal(res.encode_data("rna", d["rna"]), ref.encode_data("rna", d["rna"]))
+    assert np.array_equal(res.encode_graph(), ref.encode_graph())
+    assert len(res.history) == len(ref.history)
+    # a damaged checkpoint is refused with the file named
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelFormatError, match="checkpoint.pt"):
+        GlueModel.resume(tmp_path, d, device="cpu", progress=False)
+
+
+def test_interrupted_save_detected(small, small_model, tmp_path):
+    "weights.pt from another save (a save interrupted between its two files) fails the checksum in config.json."
+    d, g = small
+    small_model.save(tmp_path / "a")
+    GlueModel(d, g, n_latent=16, n_hidden=64, random_state=1).save(tmp_path / "b")
+    (tmp_path / "a" / "weights.pt").write_bytes((tmp_path / "b" / "weights.pt").read_bytes())
+    with pytest.raises(ModelFormatError, match="checksum"):
+        GlueModel.load(tmp_path / "a")
+    assert not list((tmp_path / "a").glob(".*.tmp"))
