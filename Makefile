@@ -71,15 +71,16 @@ nbtest:
 	$(BIN)/nbdev_test --n_workers $(WORKERS) --timing
 
 pytest:
-	$(BIN)/pytest tests/ -q -p no:cacheprovider
+	$(BIN)/pytest tests/ -q -p no:cacheprovider --durations=25
 
 export: setup
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
 
+# Full size on a GPU: the notebooks' slow/gpu cells, then every case study at its full-size defaults on CUDA.
 test-gpu: setup
 	$(BIN)/nbdev_test --flags "slow gpu" --n_workers 1
-	$(BIN)/pytest tests/ -q --gpu
+	$(BIN)/pytest tests/ -q -p no:cacheprovider --gpu --run-slow
 
 clean-venv:
 	rm -rf $(VENV)

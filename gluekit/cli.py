@@ -116,7 +116,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "triple_omics": {
         "demo": {"n_cells": 1500, "n_genes": 500, "n_comps": 50, "max_epochs": 80, "n_metacells": 100},
-        "ci": {"n_cells": 600, "n_genes": 200, "n_comps": 20, "max_epochs": 60, "n_metacells": 40},
+        "ci": {"n_cells": 600, "n_genes": 200, "n_comps": 20, "max_epochs": 60, "n_metacells": 20},
     },
     "gluer_panel": {
         "demo": {"n_cells": 4000, "n_genes": 1000, "n_cell_types": 10, "max_epochs": 200},

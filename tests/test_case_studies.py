@@ -1,0 +1,80 @@
+"""Case studies run end to end through papermill at small size (CPU), asserting on their metrics.json.
+
+The same notebooks at full size (their `parameters` defaults) are the GPU runs: `make test-gpu`.
+"""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from gluekit.cli import run_study, PRESETS
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _run(name, tmp_path, **params):
+    out = tmp_path / name
+    run_study(name, out, params={"device": "cpu", **params}, progress=False)
+    assert (out / "report.html").stat().st_size > 10_000
+    return json.loads((out / "metrics.json").read_text()), out
+
+
+def test_snare_benchmark_small(tmp_path, data_cache):
+    """Real SNARE-seq subsample (CI preset: 1,200 nuclei, 25 epochs per stage): the pipeline runs end to end and every
+    method beats random pairing (FOSCTTM 0.5) and random label transfer (23 types). The short CI schedule is far from
+    GLUE's converged quality on these data; the full-size run (parameters defaults) is the accuracy benchmark."""
+    m, out = _run("snare_benchmark", tmp_path, **PRESETS["snare_benchmark"]["ci"])
+    assert m["n_cells"] == PRESETS["snare_benchmark"]["ci"]["n_cells"]
+    for method in ("glue", "gluer", "conversion"):
+        assert m["foscttm"][method] < 0.45, m["foscttm"]
+        assert m["label_transfer"][method] > 0.2, m["label_transfer"]
+    assert {"foscttm", "map", "cell_type_asw", "seurat_alignment_score"} <= set(m["table"][0]), m["table"][0]
+    for f in m["figures"].values():
+        assert Path(f).exists()
+
+
+def test_triple_omics_small(tmp_path):
+    "RNA + ATAC + methylation (simulated, paired, trained unpaired): all pairs aligned, labels transfer, R² ordering."
+    m, out = _run("triple_omics", tmp_path, **PRESETS["triple_omics"]["ci"])
+    assert set(m["foscttm"]) == {"rna-atac", "rna-met", "atac-met"}
+    assert m["foscttm_mean"] < 0.3, m["foscttm"]                   # 0.5 is random; measured 0.19 (ci preset)
+    assert max(m["foscttm"].values()) < 0.4, m["foscttm"]
+    assert min(m["label_transfer"].values()) > 0.3, m["label_transfer"]   # 6 types: chance is ~0.17
+    assert m["graph_edges"]["methylation"] == 2 * m["n_met"]      # one negative edge per met feature, both directions
+    glue, truth = m["r2"]["GLUE"], m["r2"]["true pairing"]
+    assert truth["methylation"] > 0.3 and truth["ATAC"] > 0.03, truth   # the regression finds the planted relations
+    assert truth["methylation"] > truth["ATAC"], truth
+    assert glue["methylation"] > 0.1 and glue["methylation"] > glue["ATAC"], glue
+    assert m["n_metacells"]["GLUE"] >= 8, m["n_metacells"]        # metacells with enough cells of all three layers
+    for f in m["figures"].values():
+        assert Path(f).exists()
+
+
+def test_gluer_panel_small(tmp_path):
+    "RNA reference + 30-protein panel on disjoint halves: integration, clustering ARIs and imputation vs held-out RNA."
+    m, out = _run("gluer_panel", tmp_path, **PRESETS["gluer_panel"]["ci"])
+    assert m["n_panel_features"] == 30 and m["n_shared_genes"] == 30
+    assert m["cell_type_transfer_accuracy"] > 0.6, m["cell_type_transfer_accuracy"]
+    ari = m["ari_best"]
+    assert ari["reference on its transcriptome"] > 0.6, ari
+    assert ari["co-embedding"] > 0.4 and ari["reference clusters transferred"] > 0.4, ari
+    r = m["imputation_median_r"]
+    assert r["GLUER"] > 0.25 and abs(r["shuffled"]) < 0.05, r
+    assert r["GLUER"] > 0.6 * r["oracle"], r                      # most of what the true latent space allows
+    assert r["oracle"] >= r["GLUER"] - 0.02, r                    # the true latent space is the ceiling
+    for f in m["figures"].values():
+        assert Path(f).exists()
+
+
+def test_robustness_small(tmp_path):
+    "Corruption and subsampling curves: a 90 %-corrupted graph aligns worse than the clean one, all runs scored."
+    p = PRESETS["robustness"]["ci"]
+    m, out = _run("robustness", tmp_path, **p)
+    c = m["corruption"]
+    assert set(c) == {str(float(r)) for r in p["corruption_rates"]}
+    assert c["0.0"]["foscttm"] < c["0.9"]["foscttm"], c
+    assert c["0.0"]["foscttm"] < 0.2, c                          # clean graph: well aligned
+    assert len(m["runs"]) == len(p["seeds"]) * (len(p["corruption_rates"]) + len(p["subsample_sizes"]))
+    assert all(0 <= r["foscttm"] <= 1 and 0 <= r["map"] <= 1 for r in m["runs"])
+    assert Path(m["figures"]["robustness"]).exists()
