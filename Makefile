@@ -31,7 +31,6 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: settings.ini setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade "pip>=24" 
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name gluekit --display-name "Python (gluekit)" >/dev/null
 	@touch $@
