@@ -122,6 +122,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "demo": {"n_cells": 4000, "n_genes": 1000, "n_cell_types": 10, "max_epochs": 200},
         "ci": {"n_cells": 1000, "n_genes": 300, "n_cell_types": 8, "max_epochs": 100, "resolutions": [0.5, 1.0]},
     },
+    "regulation_scenic": {
+        "demo": {"n_cells": 1000, "n_genes": 500, "n_comps": 30, "max_epochs": 60, "seeds": [0, 1], "n_samples": 500,
+                 "min_links": 500},
+        "ci": {"n_cells": 400, "n_genes": 200, "n_comps": 30, "max_epochs": 20, "seeds": [0], "n_samples": 200,
+               "min_links": 250, "nes_threshold": 2.0},
+    },
     "robustness": {
         "demo": {"n_cells": 1000, "n_genes": 300, "n_comps": 30, "corruption_rates": [0.0, 0.3, 0.6, 0.9],
                  "subsample_sizes": [250, 500, 1000], "seeds": [0, 1], "max_epochs": 30},

@@ -15,7 +15,7 @@ import re
 import time
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 import anndata as ad
 import networkx as nx
@@ -31,7 +31,7 @@ from .core import (InputError, ModelFormatError, RandomState, _examples, atomic_
                           check_finite, check_key, check_random_state, check_unique, get_device, log_finished,
                           progress_bar, seed_from, torch_threads)
 from .graph import graph_to_edges
-from .nn import (DECODERS, CSRRows, DataEncoder, Discriminator, EdgeSampler, GraphEncoder,
+from .nn import (DECODERS, CSRRows, DataEncoder, Discriminator, EdgeSampler, GraphEncoder, SparseBatch,
                         discriminator_loss, graph_nll, kl_std_normal, normalized_adjacency)
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,9 @@ def configure_dataset(adata: ad.AnnData, # one omics layer
         raise InputError(f"adata has {adata.n_obs} cell(s) and {adata.n_vars} feature(s); GLUE needs both: "
                          "filter less strictly or pass a non-empty AnnData")
     x, where = _layer_matrix(adata, layer, "adata")
-    if prob_model in COUNT_MODELS:
+    if getattr(adata, "isbacked", False) and layer is None:
+        pass                                          # on disk: checked chunk by chunk when training reads it
+    elif prob_model in COUNT_MODELS:
         check_counts(x, where)
     else:
         check_finite(x, where)
@@ -166,9 +168,10 @@ class GlueNet(nn.Module):
     "All GLUE modules: per-layer encoders/decoders, graph encoder, discriminator, edge buffers."
     def __init__(self, layers: dict[str, dict], # per layer: n_input, n_features, prob_model, n_batches, normalize
                  n_edges: int, # number of graph edges (buffers are filled by the caller or a state dict)
-                 *, n_latent: int = 50, n_hidden: int = 256, n_layers: int = 2, dropout: float = 0.2):
+                 *, n_latent: int = 50, n_hidden: int = 256, n_layers: int = 2, dropout: float = 0.2,
+                 graph_norm: str = "keepvar"):
         super().__init__()
-        self.names = list(layers)
+        self.names, self.graph_norm = list(layers), graph_norm
         self.x2u = nn.ModuleDict({k: DataEncoder(c["n_input"], n_latent, n_hidden=n_hidden, n_layers=n_layers,
                                                  dropout=dropout, normalize=c["normalize"]) for k, c in layers.items()})
         self.u2x = nn.ModuleDict({k: DECODERS[c["prob_model"]](c["n_features"], c["n_batches"])
@@ -189,7 +192,8 @@ class GlueNet(nn.Module):
         dev = self.edge_weight.device
         if self._adj is None or self._adj[0].device != dev:
             i, j = self.edge_index
-            self._adj = normalized_adjacency(i, j, self.edge_weight, self.edge_sign, self.n_vertices)
+            self._adj = normalized_adjacency(i, j, self.edge_weight, self.edge_sign, self.n_vertices,
+                                             method=self.graph_norm)
         return self._adj
 
     def vertex_posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,8 +201,36 @@ class GlueNet(nn.Module):
         return self.g2v(self.adjacency())
 
 # %% ../nbs/04_glue.ipynb #af03d546
+class _DiskRows:
+    "Rows of an on-disk (backed) matrix, read per minibatch; one streaming pass checks it and sums libraries."
+    def __init__(self, x, # backed matrix, e.g. `ad.read_h5ad(path, backed="r").X`
+                 cols: np.ndarray | None, # columns of the model's features (None: all, in order)
+                 device: torch.device, where: str, check, # checker for the values (check_counts / check_finite)
+                 chunk: int = 8192):
+        self.x, self.cols, self.device = x, cols, device
+        self.shape = (x.shape[0], x.shape[1] if cols is None else len(cols))
+        lib = np.zeros(self.shape[0])
+        for a in range(0, self.shape[0], chunk):               # chunks of rows, never the whole matrix
+            blk = self._read(np.arange(a, min(a + chunk, self.shape[0])))
+            check(blk, f"{where} (rows {a}–{a + blk.shape[0] - 1})")
+            lib[a:a + blk.shape[0]] = np.asarray(blk.sum(1)).ravel()
+        self.lib = torch.as_tensor(lib, dtype=torch.float32, device=device).clamp(min=1)
+
+    def _read(self, rows: np.ndarray) -> sp.csr_matrix:
+        "Sorted, unique rows from disk, restricted to the model's features."
+        blk = sp.csr_matrix(self.x[rows], dtype=np.float32)
+        return blk if self.cols is None else blk[:, self.cols]
+
+    def rows(self, idx: torch.Tensor) -> SparseBatch:
+        "Gather rows `idx` as a `SparseBatch` (h5py reads need sorted indices: read sorted, then reorder)."
+        i = idx.cpu().numpy()
+        u, inv = np.unique(i, return_inverse=True)
+        blk = self._read(u)[inv].tocoo()
+        t = lambda a, dt: torch.as_tensor(a.astype(dt), device=self.device)
+        return SparseBatch(t(blk.row, np.int64), t(blk.col, np.int64), t(blk.data, np.float32), (len(i), self.shape[1]))
+
 class _LayerData:
-    "One layer's tensors: CSR data, encoder input, batch codes, library sizes."
+    "One layer's tensors: CSR data (or on-disk rows for backed AnnData), encoder input, batch codes, library sizes."
     def __init__(self, adata: ad.AnnData, name: str, cfg: dict, features: pd.Index, batches: list[str] | None,
                  device: torch.device, *, need_x: bool = True):
         self.n = adata.n_obs
@@ -212,11 +244,18 @@ class _LayerData:
                                  f"{_examples(miss)}; subset or reindex {name} to the features the model was "
                                  f"trained on (model.config['layers'][{name!r}]['features'])")
             cols = adata.var_names.get_indexer(features)
-            x = x[:, cols] if not (len(cols) == adata.n_vars and (cols == np.arange(len(cols))).all()) else x
-            x = sp.csr_matrix(x, dtype=np.float32)
-            (check_counts if cfg["prob_model"] in COUNT_MODELS else check_finite)(x, where)
-        self.x = CSRRows(x, device) if x is not None else None
-        self.lib = torch.as_tensor(np.asarray(x.sum(1)).ravel(), device=device).clamp(min=1) if x is not None else None
+            same = len(cols) == adata.n_vars and (cols == np.arange(len(cols))).all()
+            check = check_counts if cfg["prob_model"] in COUNT_MODELS else check_finite
+            if getattr(adata, "isbacked", False) and cfg["layer"] is None:   # out of core: rows read per step
+                self.x = _DiskRows(x, None if same else cols, device, where, check)
+                self.lib = self.x.lib
+            else:
+                x = sp.csr_matrix(x if same else x[:, cols], dtype=np.float32)
+                check(x, where)
+                self.x = CSRRows(x, device)
+                self.lib = torch.as_tensor(np.asarray(x.sum(1)).ravel(), device=device).clamp(min=1)
+        else:
+            self.x = self.lib = None
         if rep is not None:
             check_key(adata.obsm, rep, f"{name}.obsm")
             r = np.ascontiguousarray(adata.obsm[rep], dtype=np.float32)
@@ -272,8 +311,11 @@ class GlueModel:
                  n_hidden: int = 256, # units per hidden layer (encoders, discriminator)
                  n_layers: int = 2, # hidden layers
                  dropout: float = 0.2, # dropout rate
+                 graph_norm: str = "keepvar", # graph convolution normalisation: "keepvar" (s·w/√d_i) or "sym"
                  random_state: RandomState = 0, # seeds the initialisation
                 ):
+        if graph_norm not in ("keepvar", "sym"):
+            raise InputError(f"graph_norm must be 'keepvar' or 'sym', got {graph_norm!r}")
         if len(adatas) < 2:
             raise InputError(f"GLUE integrates at least 2 layers, got {len(adatas)}")
         layers, feats = {}, []
@@ -297,7 +339,8 @@ class GlueModel:
         i, j, w, s = graph_arrays(graph, allv, owner, list(adatas))
         self.config = dict(format="gluekit.GlueModel", format_version=FORMAT_VERSION, layers=layers,
                            n_edges=int(len(i)), n_latent=n_latent, n_hidden=n_hidden, n_layers=n_layers,
-                           dropout=dropout, random_state=random_state if isinstance(random_state, int) else None)
+                           dropout=dropout, graph_norm=graph_norm,
+                           random_state=random_state if isinstance(random_state, int) else None)
         self._build(check_random_state(random_state))
         with torch.no_grad():
             self.net.edge_index.copy_(torch.as_tensor(np.stack([i, j]).astype(np.int64)))
@@ -311,7 +354,7 @@ class GlueModel:
                 for k, l in c["layers"].items()}
         with _seeded(seed_from(rng), torch.device("cpu")):
             self.net = GlueNet(spec, c["n_edges"], n_latent=c["n_latent"], n_hidden=c["n_hidden"],
-                               n_layers=c["n_layers"], dropout=c["dropout"])
+                               n_layers=c["n_layers"], dropout=c["dropout"], graph_norm=c.get("graph_norm", "sym"))
         self.vertices = pd.Index(np.concatenate([l["features"] for l in c["layers"].values()]))
         self.history = pd.DataFrame()
         self.fit_params, self.balancing_weights = {}, {}
@@ -371,31 +414,47 @@ class _Sampler:
 # %% ../nbs/04_glue.ipynb #5d1dd508
 LOSS_NAMES = ("x_nll", "x_kl", "g_nll", "g_kl", "dsc", "pair", "vae")
 
-def _step(net: GlueNet, data: dict[str, _LayerData], idx: dict[str, torch.Tensor], pos: torch.Tensor | None,
-          weights: dict[str, torch.Tensor], tau: float, sampler: EdgeSampler, n_edges: int, hp: dict,
-          opt_g, opt_d, g: torch.Generator) -> torch.Tensor:
+class _AutoencoderLoss(nn.Module):
+    "The autoencoders' terms of one step as a module, so that DistributedDataParallel can average their gradients."
+    def __init__(self, net: GlueNet):
+        super().__init__()
+        self.x2u, self.u2x, self.g2v = net.x2u, net.u2x, net.g2v   # the discriminator is not part of it
+        self._net = (net,)                                          # a tuple: not registered as a submodule
+
+    def forward(self, data: dict[str, _LayerData], idx: dict[str, torch.Tensor], sampler: EdgeSampler,
+                n_edges: int, neg_samples: int, g: torch.Generator):
+        "Data and graph NLL/KL terms, and per layer the sampled embeddings and the posterior means."
+        net = self._net[0]
+        dev = net.edge_weight.device
+        loc_v, std_v = net.vertex_posterior()
+        v = loc_v + std_v * torch.randn(loc_v.shape, generator=g, device=dev)
+        g_nll = graph_nll(v, *sampler.sample(n_edges, neg_samples, g))
+        g_kl = kl_std_normal(loc_v, std_v).sum() / net.n_vertices ** 2
+        x_nll = x_kl = 0.
+        us, locs = [], []
+        for k in net.names:
+            d, ix = data[k], idx[k]
+            xb = d.x.rows(ix)
+            loc, std = self.x2u[k](d.encoder_input(ix, xb))
+            u = loc + std * torch.randn(loc.shape, generator=g, device=dev)
+            nf = xb.shape[1]
+            x_nll = x_nll - self.u2x[k].log_prob(xb, u, v[net.slices[k]], d.batch[ix], d.lib[ix]).mean() / nf
+            x_kl = x_kl + kl_std_normal(loc, std).mean() / nf
+            us.append(u); locs.append(loc)
+        return x_nll, x_kl, g_nll, g_kl, us, locs
+
+def _step(net: GlueNet, ae: nn.Module, du: nn.Module, data: dict[str, _LayerData], idx: dict[str, torch.Tensor],
+          pos: torch.Tensor | None, weights: dict[str, torch.Tensor], tau: float, sampler: EdgeSampler, n_edges: int,
+          hp: dict, opt_g, opt_d, g: torch.Generator) -> torch.Tensor:
     "One discriminator step and one autoencoder step; returns the detached losses (LOSS_NAMES)."
     dev = net.edge_weight.device
-    loc_v, std_v = net.vertex_posterior()
-    v = loc_v + std_v * torch.randn(loc_v.shape, generator=g, device=dev)
-    g_nll = graph_nll(v, *sampler.sample(n_edges, hp["neg_samples"], g))
-    g_kl = kl_std_normal(loc_v, std_v).sum() / net.n_vertices ** 2
-    x_nll = x_kl = 0.
-    us, locs, tgt, ws = [], [], [], []
-    for t, k in enumerate(net.names):
-        d, ix = data[k], idx[k]
-        xb = d.x.rows(ix)
-        loc, std = net.x2u[k](d.encoder_input(ix, xb))
-        u = loc + std * torch.randn(loc.shape, generator=g, device=dev)
-        nf = xb.shape[1]
-        x_nll = x_nll - net.u2x[k].log_prob(xb, u, v[net.slices[k]], d.batch[ix], d.lib[ix]).mean() / nf
-        x_kl = x_kl + kl_std_normal(loc, std).mean() / nf
-        us.append(u); locs.append(loc); ws.append(weights[k][ix])
-        tgt.append(torch.full((len(ix),), t, dtype=torch.long, device=dev))
-    u, tgt, w = torch.cat(us), torch.cat(tgt), torch.cat(ws)
+    x_nll, x_kl, g_nll, g_kl, us, locs = ae(data, idx, sampler, n_edges, hp["neg_samples"], g)
+    tgt = torch.cat([torch.full((len(idx[k]),), t, dtype=torch.long, device=dev) for t, k in enumerate(net.names)])
+    w = torch.cat([weights[k][idx[k]] for k in net.names])
+    u = torch.cat(us)
     if tau > 0:
         u = u + torch.randn(u.shape, generator=g, device=dev) * (u.detach().std(0) * math.sqrt(1.5 * tau))
-    dsc = discriminator_loss(net.du(u.detach()), tgt, w)
+    dsc = discriminator_loss(du(u.detach()), tgt, w)
     opt_d.zero_grad(set_to_none=True); (hp["lam_align"] * dsc).backward(); opt_d.step()
     pair = torch.zeros((), device=dev)
     if pos is not None:
@@ -406,7 +465,9 @@ def _step(net: GlueNet, data: dict[str, _LayerData], idx: dict[str, torch.Tensor
                 if both.any():
                     pair = pair + (locs[a][pos[both, a]] - locs[b][pos[both, b]]).square().mean()
     vae = x_nll + x_kl + hp["lam_graph"] * len(net.names) * (g_nll + g_kl)
-    dsc_g = discriminator_loss(net.du(u), tgt, w)
+    # the updated discriminator with its weights held fixed: gradients reach the encoders only
+    frozen = {n: p.detach() for n, p in net.du.named_parameters()}
+    dsc_g = discriminator_loss(torch.func.functional_call(net.du, frozen, (u,)), tgt, w)
     loss = vae - hp["lam_align"] * dsc_g + hp["lam_pair"] * pair
     opt_g.zero_grad(set_to_none=True); loss.backward(); opt_g.step()
     return torch.stack([x_nll, x_kl, g_nll, g_kl, dsc, pair, vae]).detach()
@@ -472,10 +533,19 @@ def balancing_weights(embeddings: dict[str, np.ndarray], # per layer, cells × m
     return out
 
 # %% ../nbs/04_glue.ipynb #c4636f95
+def _sync_buffers(net: nn.Module, world: int):
+    "Copy rank 0's buffers (BatchNorm running statistics) to every rank, so evaluation agrees everywhere."
+    if world > 1:
+        import torch.distributed as dist
+        for b in net.buffers():
+            dist.broadcast(b, 0)
+
 def _train_stage(net, data, val_idx, weights, sampler, esampler, n_edges, hp, opts, *, stage, max_epochs,
-                 anneal_epochs, patience, reduce_lr_patience, lr, g, bar, rows, state=None, on_epoch=None):
+                 anneal_epochs, patience, reduce_lr_patience, lr, g, bar, rows, state=None, on_epoch=None, par=None):
     "Run one stage (or its rest, from a checkpointed `state`); restore the best weights; append history rows."
     opt_g, opt_d = opts
+    par = par or dict(ae=_AutoencoderLoss(net), du=net.du, rank=0, world=1)
+    rank, world = par["rank"], par["world"]
     if state is None:                                 # a fresh stage starts at the full learning rate
         for o in opts:
             for pg in o.param_groups: pg["lr"] = lr
@@ -487,14 +557,22 @@ def _train_stage(net, data, val_idx, weights, sampler, esampler, n_edges, hp, op
         tau = 1.0 if anneal_epochs is None else (max(0.0, 1 - epoch / anneal_epochs) if anneal_epochs > 0 else 0.0)
         acc = torch.zeros(len(LOSS_NAMES), device=net.edge_weight.device)
         batches = sampler.epoch()
+        if world > 1:                                 # data parallel: each rank takes every world-th step
+            batches = batches[rank::world][:len(batches) // world]
         for idx, pos in batches:
             idx = {k: v.to(net.edge_weight.device, non_blocking=True) for k, v in idx.items()}
-            acc += _step(net, data, idx, pos, weights, tau, esampler, n_edges, hp, opt_g, opt_d, g)
-        acc = (acc / len(batches)).tolist()
+            acc += _step(net, par["ae"], par["du"], data, idx, pos, weights, tau, esampler, n_edges, hp,
+                         opt_g, opt_d, g)
+        acc = acc / len(batches)
+        if world > 1:
+            import torch.distributed as dist
+            dist.all_reduce(acc); acc /= world        # the history shows the mean over ranks
+        acc = acc.tolist()
+        _sync_buffers(net, world)                     # identical evaluation, hence identical decisions, on all ranks
         val = _val_loss(net, data, val_idx)
         cur_lr = opt_g.param_groups[0]["lr"]
         rows.append(dict(stage=stage, epoch=epoch, lr=cur_lr, tau=tau, **dict(zip(LOSS_NAMES, acc)),
-                         val_loss=val, seconds=time.perf_counter() - t0, steps=len(batches)))
+                         val_loss=val, seconds=time.perf_counter() - t0, steps=len(batches) * world))
         bar.update(1); bar.set_postfix(stage=stage, vae=f"{acc[-1]:.3f}", dsc=f"{acc[4]:.3f}", val=f"{val:.3f}")
         st["epoch"] = epoch + 1
         if anneal_epochs is None or tau == 0:         # while the noise anneals the objective still changes
@@ -549,7 +627,8 @@ def fit(self: GlueModel,
         lam_align: float = 0.05, # λ_D
         lam_pair: float = 1.0, # λ_P, weight of the paired pulling loss
         neg_samples: int = 10, # negatives per sampled edge
-        max_edges_per_step: int = 8192, # cap on positive edges per step (the graph is covered once per epoch)
+        graph_batches: int = 32, # each step draws 1/graph_batches of the graph's edges as positives
+        max_edges_per_step: int = 8192, # cap on positive edges per step
         val_split: float = 0.1, # held-out fraction
         balance: bool = True, # two-stage training with balancing weights
         balance_resolution: float = 1.0, # Leiden resolution for the balancing weights
@@ -563,6 +642,9 @@ def fit(self: GlueModel,
         checkpoint_dir: str | Path | None = None, # write the training state here (checkpoint.pt); None: no checkpoints
         checkpoint_every: int = 10, # epochs between checkpoints (and at the end of each stage)
         resume: bool = False, # continue from the checkpoint in checkpoint_dir, if there is one
+        stages: Sequence[str] = ("pretrain", "finetune"), # stages to run: ("pretrain",) or ("finetune",) alone too
+        balancing: dict[str, np.ndarray] | None = None, # per-cell fine-tuning weights; None: from the embeddings
+        distributed: bool = False, # data-parallel over the initialised torch.distributed group (torchrun)
        ) -> GlueModel:
     "Train GLUE: pretraining, balancing weights, fine-tuning with annealed noise; optionally checkpointed."
     start = time.perf_counter()
@@ -573,12 +655,36 @@ def fit(self: GlueModel,
         raise InputError(f"checkpoint_every must be a positive number of epochs, got {checkpoint_every!r}")
     if resume and checkpoint_dir is None:
         raise InputError("resume=True needs checkpoint_dir=, the directory given to the interrupted fit")
+    stages = tuple(stages)
+    if stages not in (("pretrain", "finetune"), ("pretrain",), ("finetune",)):
+        raise InputError(f"stages must be ('pretrain', 'finetune'), ('pretrain',) or ('finetune',), got {stages!r}")
+    if int(graph_batches) < 1:
+        raise InputError(f"graph_batches must be a positive integer, got {graph_batches!r}")
+    if balancing is not None:
+        if "finetune" not in stages:
+            raise InputError("balancing= weights are used in fine-tuning, but stages has no 'finetune'")
+        if sorted(balancing) != sorted(names):
+            raise InputError(f"balancing has layers {sorted(balancing)}, the model has {names}")
+        for k in names:
+            b = np.asarray(balancing[k], dtype=np.float64)
+            if b.shape != (adatas[k].n_obs,) or not np.isfinite(b).all() or (b < 0).any() or b.sum() <= 0:
+                raise InputError(f"balancing[{k!r}] must hold {adatas[k].n_obs} finite, non-negative weights "
+                                 f"(one per cell of {k}, not all zero), got shape {b.shape}")
+    rank, world = 0, 1
+    if distributed:
+        import torch.distributed as dist
+        if not (dist.is_available() and dist.is_initialized()):
+            raise InputError("distributed=True needs an initialised process group: launch with torchrun and call "
+                             "torch.distributed.init_process_group('gloo' or 'nccl') first")
+        rank, world = dist.get_rank(), dist.get_world_size()
     seed = int(random_state) if isinstance(random_state, (int, np.integer)) else None
     args = dict(paired=bool(paired), lr=float(lr), batch_size=int(batch_size), max_epochs=max_epochs,
                 lam_graph=float(lam_graph), lam_align=float(lam_align), lam_pair=float(lam_pair),
-                neg_samples=int(neg_samples), max_edges_per_step=int(max_edges_per_step), val_split=float(val_split),
+                neg_samples=int(neg_samples), graph_batches=int(graph_batches),
+                max_edges_per_step=int(max_edges_per_step), val_split=float(val_split),
                 balance=bool(balance), balance_resolution=float(balance_resolution), anneal_epochs=anneal_epochs,
-                patience=patience, reduce_lr_patience=reduce_lr_patience, min_delta=float(min_delta), random_state=seed)
+                patience=patience, reduce_lr_patience=reduce_lr_patience, min_delta=float(min_delta), random_state=seed,
+                stages=list(stages), distributed=bool(distributed))
     ckpt = _read_checkpoint(checkpoint_dir, self, args) if resume else None
     dev = get_device(device)
     # a resumed fit replays the set-up (split, seeds) from the generator state the interrupted fit started with
@@ -621,11 +727,14 @@ def fit(self: GlueModel,
         self.net.load_state_dict(ckpt["net"]); self.net._adj = None
     net = self.net.to(dev); net.train()
     g_cpu = torch.Generator().manual_seed(seed_from(rng))
-    g_dev = torch.Generator(device=dev).manual_seed(seed_from(rng))
-    sampler = _Sampler(train_idx, batch_size, g_cpu, pairs)
+    g_dev = torch.Generator(device=dev).manual_seed(seed_from(rng) + rank)  # ranks draw their own noise and edges
+    sampler = _Sampler(train_idx, batch_size, g_cpu, pairs)                # the same on every rank: they share it
+    if sampler.steps < world:
+        raise InputError(f"{sampler.steps} minibatch step(s) per epoch cannot be shared by {world} processes; "
+                         "use fewer processes or a smaller batch_size")
     i, j = net.edge_index
     esampler = EdgeSampler(i, j, net.edge_weight, net.edge_sign, net.n_vertices)
-    n_edges = min(math.ceil(len(i) / sampler.steps), max_edges_per_step)
+    n_edges = max(1, min(math.ceil(len(i) / int(graph_batches)), max_edges_per_step))
     val_t = {k: torch.as_tensor(v, device=dev) for k, v in val_idx.items()}
     ones = {k: torch.ones(data[k].n, device=dev) for k in names}
     common = dict(patience=sched["patience"], reduce_lr_patience=sched["reduce_lr_patience"], lr=lr, g=g_dev)
@@ -633,7 +742,13 @@ def fit(self: GlueModel,
     # fine-tuning, as a fresh RMSprop takes very large first steps that would undo the pretraining
     opts = (torch.optim.RMSprop([p for n, p in net.named_parameters() if not n.startswith("du.")], lr=lr),
             torch.optim.RMSprop(net.du.parameters(), lr=lr))
-    rows, stage0, st0 = [], "pretrain", None
+    par = dict(ae=_AutoencoderLoss(net), du=net.du, rank=rank, world=world)
+    if world > 1:                                     # DDP averages gradients; it starts from rank 0's weights
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        ids = [dev.index] if dev.type == "cuda" else None
+        par.update(ae=DDP(par["ae"], device_ids=ids), du=DDP(net.du, device_ids=ids))
+    common["par"] = par
+    rows, stage0, st0 = [], stages[0], None
     if ckpt is not None:
         opts[0].load_state_dict(ckpt["opt_g"]); opts[1].load_state_dict(ckpt["opt_d"])
         g_cpu.set_state(ckpt["rng"]["cpu"]); g_dev.set_state(ckpt["rng"]["dev"])
@@ -643,13 +758,14 @@ def fit(self: GlueModel,
 
     def on_epoch(stage, st):
         "Write a checkpoint every `checkpoint_every` epochs and at the end of a stage."
-        if checkpoint_dir is not None and (st["epoch"] % int(checkpoint_every) == 0 or st["stop"]
+        if checkpoint_dir is not None and rank == 0 and (st["epoch"] % int(checkpoint_every) == 0 or st["stop"]
                                            or st["epoch"] >= sched["max_epochs"]):
             _write_checkpoint(Path(checkpoint_dir), self, stage=stage, state=st, opts=opts, gens=(g_cpu, g_dev),
                               device=dev, rng=rng, rng_start=rng_start, rows=rows, weights=cur["weights"],
                               args=args, checkpoint_every=int(checkpoint_every))
 
-    bar = progress_bar(total=2 * sched["max_epochs"], initial=len(rows), progress=progress, desc="GLUE", unit="epoch")
+    bar = progress_bar(total=len(stages) * sched["max_epochs"], initial=len(rows), progress=progress and rank == 0,
+                       desc="GLUE", unit="epoch")
     with _seeded(seed_from(rng), dev):
         if ckpt is not None:                          # global generators (dropout) and numpy state as checkpointed
             torch.set_rng_state(ckpt["rng"]["torch"])
@@ -661,28 +777,34 @@ def fit(self: GlueModel,
                          max_epochs=sched["max_epochs"], anneal_epochs=None, bar=bar, rows=rows, state=st0,
                          on_epoch=on_epoch, **common)
             st0 = None
-            if balance:
+        if "finetune" in stages:
+            if ckpt is not None and ckpt["meta"]["stage"] == "finetune":  # resumed: the weights are in the checkpoint
+                weights = {k: ckpt["weights"][k].to(dev) for k in names}
+            elif balancing is not None:
+                weights = {k: torch.as_tensor(np.asarray(balancing[k], dtype=np.float32), device=dev) for k in names}
+                weights = {k: w / w.mean() for k, w in weights.items()}
+            elif balance:
                 emb = {k: self._encode(data[k], k) for k in names}
                 with torch_threads(torch.get_num_threads()):     # scanpy's thread pools must not change torch's
                     w = balancing_weights(emb, resolution=balance_resolution, random_state=seed_from(rng))
                 weights = {k: torch.as_tensor(w[k], device=dev) for k in names}
             else:
                 weights = ones
-        else:                                         # resumed in fine-tuning: the weights are in the checkpoint
-            weights = {k: ckpt["weights"][k].to(dev) for k in names}
-        cur["weights"] = weights
-        self.balancing_weights = {k: weights[k].cpu().numpy() for k in names}
-        bar.total = len([r for r in rows if r["stage"] == "pretrain"]) + sched["max_epochs"]; bar.refresh()
-        log.info(f"fine-tuning (≤ {sched['max_epochs']} epochs, noise annealed over {sched['anneal_epochs']})")
-        _train_stage(net, data, val_t, weights, sampler, esampler, n_edges, hp, opts, stage="finetune",
-                     max_epochs=sched["max_epochs"], anneal_epochs=sched["anneal_epochs"], bar=bar, rows=rows,
-                     state=st0, on_epoch=on_epoch, **common)
+            cur["weights"] = weights
+            self.balancing_weights = {k: weights[k].cpu().numpy() for k in names}
+            bar.total = len([r for r in rows if r["stage"] == "pretrain"]) + sched["max_epochs"]; bar.refresh()
+            log.info(f"fine-tuning (≤ {sched['max_epochs']} epochs, noise annealed over {sched['anneal_epochs']})")
+            _train_stage(net, data, val_t, weights, sampler, esampler, n_edges, hp, opts, stage="finetune",
+                         max_epochs=sched["max_epochs"], anneal_epochs=sched["anneal_epochs"], bar=bar, rows=rows,
+                         state=st0, on_epoch=on_epoch, **common)
     bar.close()
+    _sync_buffers(net, world)
     net.eval()
     self.history = pd.DataFrame(rows)
     self.fit_params = dict(paired=paired, lr=lr, batch_size=batch_size, lam_graph=lam_graph, lam_align=lam_align,
                            lam_pair=lam_pair, neg_samples=neg_samples, val_split=val_split, balance=balance,
                            balance_resolution=balance_resolution, min_delta=min_delta, edges_per_step=n_edges,
+                           graph_batches=int(graph_batches), stages=list(stages), world_size=world,
                            random_state=seed, device=str(dev), **{k: int(v) for k, v in sched.items()})
     log_finished(log, start, f"trained GLUE for {len(rows)} epochs" + (" (resumed)" if ckpt is not None else ""))
     return self
@@ -768,6 +890,7 @@ def _from_config(cls: GlueModel, cfg: dict, where: str) -> GlueModel:
             raise ModelFormatError(f"{where}: layer {k!r} lacks required key(s) {_examples(miss)}")
     self = cls.__new__(cls)
     self.config = {k: cfg[k] for k in _CONFIG_KEYS}
+    self.config["graph_norm"] = str(cfg.get("graph_norm", "sym"))   # models saved before the option used "sym"
     try:
         self._build(check_random_state(0))
     except (KeyError, TypeError, ValueError) as e:

@@ -240,11 +240,16 @@ def normalized_adjacency(i: torch.Tensor, # source vertex of each edge
                          w: torch.Tensor, # weight in (0, 1]
                          s: torch.Tensor, # sign ±1
                          n: int, # number of vertices
+                         method: str = "keepvar", # "keepvar": s·w/√d_i; "sym": s·w/√(d_i d_j)
                         ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Â = s·w/√(d_i d_j) as CSR tensors (Â, Âᵀ), messages flowing j → i."
+    "Normalised signed adjacency Â as CSR tensors (Â, Âᵀ), messages flowing j → i."
+    if method not in ("keepvar", "sym"):
+        raise InputError(f"graph normalisation must be 'keepvar' or 'sym', got {method!r}")
     deg_i = torch.zeros(n, dtype=w.dtype, device=w.device).index_add_(0, i, w)
-    deg_j = torch.zeros(n, dtype=w.dtype, device=w.device).index_add_(0, j, w)
-    val = s * w / torch.sqrt(deg_i[i] * deg_j[j]).clamp(min=EPS)
+    norm = deg_i[i]
+    if method == "sym":
+        norm = norm * torch.zeros(n, dtype=w.dtype, device=w.device).index_add_(0, j, w)[j]
+    val = s * w / torch.sqrt(norm).clamp(min=EPS)
     a = torch.sparse_coo_tensor(torch.stack([i, j]), val, (n, n), check_invariants=True).coalesce()
     with warnings.catch_warnings():                               # "sparse CSR support is in beta"
         warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")

@@ -1,6 +1,6 @@
 """Regulatory inference (gluekit.regulatory): calibration of the null, accuracy against planted links, bad input.
 
-Budget: about 2-3 minutes on 2 CPU cores; two short GLUE fits dominate.
+Budget: about 2-3 minutes on 2 CPU cores; two short GLUE fits dominate (the SNARE-seq test is marked slow).
 """
 import warnings
 
@@ -17,7 +17,7 @@ from gluekit.graph import build_guidance_graph
 from gluekit.regulatory import (candidate_pairs, empirical_pvalues, get_regulatory_df, lasso_scores, link_metrics,
                                 peak_gene_correlation, regulatory_graph, regulatory_scores, score_regulatory)
 
-N_CELLS, N_GENES, EPOCHS = 500, 200, 20
+N_CELLS, N_GENES = 500, 200
 
 
 def _labels(links, truth):
@@ -42,24 +42,24 @@ def sim():
     return d, candidate_pairs(d["rna"], d["atac"])
 
 
-def _fit(d, seed=0, epochs=EPOCHS):
+def _fit(d, seed=0, epochs=20, **kw):
     rna, atac = d["rna"], d["atac"]
     preprocess_rna(rna, n_top_genes=N_GENES, n_comps=30)
     preprocess_atac(atac, n_comps=30)
     configure_dataset(rna, "NB", layer="counts", use_rep="X_pca")
     configure_dataset(atac, "NB", layer="counts", use_rep="X_lsi")
     graph = build_guidance_graph(rna, atac, scheme="window")
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)   # small models gain little from a 2nd thread; oversubscribed threads on a busy machine cost 10x
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit_glue(d, graph, max_epochs=epochs, random_state=seed, device="cpu", progress=False, paired=True)
+        return fit_glue(d, graph, max_epochs=epochs, random_state=seed, device="cpu", progress=False, paired=True, **kw)
 
 
 @pytest.fixture(scope="module")
 def trained():
     "GLUE on paired simulated data with planted links (short CPU budget)."
     d = simulate_multiome(n_cells=N_CELLS, n_genes=N_GENES, random_state=0)
-    return d, _fit(d)
+    return d, _fit(d, epochs=150, lr=5e-3)   # ~1,200 steps per stage: more training ranks links better (bench)
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +106,14 @@ def test_glue_scores_rank_planted_links(trained):
     score_regulatory(d, progress=False)                                # reads varm["X_glue"]
     links = get_regulatory_df(atac, fdr=None)
     m = link_metrics(links, truth)
-    # 20 epochs per stage on CPU: measured AUROC 0.63 (signed paired correlation 0.58, |corr| 0.76, distance 0.82);
-    # far from the 0.9 the issue asks, which needs a fully trained model.
-    assert m["auroc"] > 0.55, m
+    m_corr = link_metrics(links, truth, score=peak_gene_correlation(rna, atac, links))
+    # Measured (bench/bench_regulatory.py, notebook "A diagnosis"): GLUE 0.69, signed paired correlation 0.58,
+    # |corr| 0.76, distance alone 0.82; a logistic fit of distance + correlation on the truth reaches only 0.87,
+    # so the issue's 0.9 is out of reach on this simulator. GLUE's one-sided score beats the baseline of the same
+    # direction (the signed correlation); 30 % of the planted links repress and rank low in both.
+    assert m["auroc"] > 0.63, m
+    assert m["auroc"] > m_corr["auroc"] + 0.05, (m, m_corr)
+    assert m["average_precision"] > 0.12, m                              # base rate 278 / 4701 = 0.06
     y = _labels(links, truth)
     assert (links["pval"].to_numpy()[~y] < 0.05).mean() <= 0.05 + 0.03  # decoys stay calibrated
     g = regulatory_graph(atac, fdr=0.05)
@@ -174,3 +179,35 @@ def test_bad_input(sim):
         regulatory_scores([emb], cand, alternative="bigger", progress=False)
     with pytest.raises(InputError, match="uns"):
         get_regulatory_df(rna)
+
+
+# ---------------------------------------------------------------- SNARE-seq (real paired data, no truth)
+@pytest.mark.slow
+def test_snare_distance_decay_and_correlation_agreement(data_cache):
+    "2,000 SNARE-seq nuclei, 30 epochs: scores decay with distance, agree with the paired correlation, some pass FDR."
+    from scipy import stats
+    from gluekit.data import load_snare_adbrain
+    snare = load_snare_adbrain()
+    keep = np.sort(np.random.default_rng(0).choice(snare["rna"].n_obs, 2000, replace=False))
+    rna = snare["rna"][keep, snare["rna"].var["chrom"].notna().to_numpy()].copy()
+    atac = snare["atac"][keep].copy()
+    atac = atac[:, np.asarray(atac.layers["counts"].sum(0)).ravel() >= 5].copy()
+    ok = (np.asarray(rna.layers["counts"].sum(1)).ravel() > 0) & (np.asarray(atac.layers["counts"].sum(1)).ravel() > 0)
+    d = {"rna": rna[ok].copy(), "atac": atac[ok].copy()}
+    preprocess_rna(d["rna"], n_top_genes=d["rna"].n_vars, n_comps=50); preprocess_atac(d["atac"], n_comps=50)
+    configure_dataset(d["rna"], "NB", layer="counts", use_rep="X_pca")
+    configure_dataset(d["atac"], "NB", layer="counts", use_rep="X_lsi")
+    torch.set_num_threads(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = fit_glue(d, build_guidance_graph(d["rna"], d["atac"], scheme="window"), max_epochs=30, random_state=0,
+                         device="cpu", progress=False, paired=True)
+    score_regulatory(d, [model], progress=False)
+    links = get_regulatory_df(d["atac"], fdr=None)
+    corr = peak_gene_correlation(d["rna"], d["atac"], links)
+    med = links.groupby("bin")["score"].median()
+    assert med.iloc[0] > med.iloc[-1] + 0.3, med                           # measured 0.998 vs -0.10
+    assert stats.spearmanr(links["score"], corr)[0] > 0.05                 # measured 0.13
+    assert stats.spearmanr(links["zscore"], corr)[0] > 0.03                # measured 0.11 (within distance bins)
+    n_fdr = int((links["qval"] <= 0.05).sum())
+    assert 0 < n_fdr < 0.1 * len(links), n_fdr                              # measured 77 of 8,040
