@@ -53,7 +53,7 @@ def main():
     rna, atac = ads["rna"], ads["atac"]
     gd.preprocess_rna(rna, random_state=args.seed)
     gd.preprocess_atac(atac, random_state=args.seed)
-    graph = gg.build_guidance_graph(rna, atac, scheme="standard")
+    graph = gg.build_guidance_graph(rna, atac, scheme="standard", drop_missing=args.data == "snare")
     edges = gg.graph_to_edges(graph)
     # both tools model the same features: those in the graph
     keep = set(edges.source) | set(edges.target)

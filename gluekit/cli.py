@@ -119,8 +119,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "ci": {"n_cells": 600, "n_genes": 200, "n_comps": 20, "max_epochs": 60, "n_metacells": 20},
     },
     "gluer_panel": {
-        "demo": {"n_cells": 4000, "n_genes": 1000, "n_cell_types": 10, "max_epochs": 200},
-        "ci": {"n_cells": 1000, "n_genes": 300, "n_cell_types": 8, "max_epochs": 100, "resolutions": [0.5, 1.0]},
+        "demo": {"n_cells": 4000, "n_genes": 1000, "n_cell_types": 10, "panel_blind": ["type4", "type5"], "max_epochs": 200},
+        "ci": {"n_cells": 1000, "n_genes": 300, "n_cell_types": 8, "panel_blind": ["type4", "type5"], "max_epochs": 100,
+               "resolutions": [0.5, 1.0]},
     },
     "regulation_scenic": {
         "demo": {"n_cells": 1000, "n_genes": 500, "n_comps": 30, "max_epochs": 60, "seeds": [0, 1], "n_samples": 500,

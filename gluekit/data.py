@@ -195,6 +195,34 @@ def _counts_layer(eta_fn, n: int, n_feat: int, lib: np.ndarray, theta: np.ndarra
     return sp.vstack(out, format="csr") if out else sp.csr_matrix((0, n_feat), dtype=np.float32)
 
 # %% ../nbs/01_data.ipynb #0957ae8c
+_PANEL_LEAK = 0.1  # fraction of the blind types' latent difference that the panel genes still read
+
+def _blind_types(panel_blind: Sequence[str], n_cell_types: int, layers: tuple) -> np.ndarray:
+    "Indices of the panel-blind cell types (validated)."
+    names = [f"type{i}" for i in range(n_cell_types)]
+    blind = [panel_blind] if isinstance(panel_blind, str) else list(panel_blind)
+    bad = [t for t in blind if t not in names]
+    if bad or len(set(blind)) != len(blind) or len(blind) == 1:
+        raise InputError(f"panel_blind must name two or more distinct cell types among {names[:3]}...{names[-1]}, "
+                         f"got {panel_blind!r}")
+    if blind and "prot" not in layers:
+        raise InputError(f"panel_blind={panel_blind!r} shapes the protein panel, but modalities={layers} has no 'prot'")
+    return np.array(sorted(names.index(t) for t in blind), dtype=int)
+
+def _blind_panel(blind: np.ndarray, candidates: np.ndarray, n_panel: int, mu: np.ndarray, delta: np.ndarray,
+                 W_g: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    "Panel genes drawn from `candidates`, and W_g with their weights shrunk out of the blind types' subspace."
+    if candidates.size < n_panel:
+        raise InputError(f"panel_blind needs {n_panel} genes that follow the latent state directly, the simulation has "
+                         f"{candidates.size}; raise n_genes")
+    D = np.vstack([mu[blind[1:]] - mu[blind[0]], delta[blind[1:]] - delta[blind[0]]])
+    Q = np.linalg.svd(D, full_matrices=False)[2]  # orthonormal rows spanning D
+    pg = np.sort(rng.choice(candidates, n_panel, replace=False))
+    W = W_g.copy()
+    W[:, pg] -= (1 - _PANEL_LEAK) * Q.T @ (Q @ W[:, pg])
+    return pg, W
+
+# %% ../nbs/01_data.ipynb #65408f4d
 def simulate_multiome(*, n_cells: int | dict[str, int] = 1000, # cells (per layer if unpaired), or a dict per layer
                       n_genes: int = 500, # genes (5 % of them are TFs)
                       n_peaks: int | None = None, # ATAC peaks (default 8 per gene)
@@ -203,12 +231,14 @@ def simulate_multiome(*, n_cells: int | dict[str, int] = 1000, # cells (per laye
                       paired: bool = True, # same cells in every layer (True) or disjoint cells per layer (False)
                       modalities: Sequence[str] = ("rna", "atac"), # any of "rna", "atac", "met", "prot"
                       proportions: np.ndarray | dict[str, np.ndarray] | None = None, # cell-type proportions (per layer)
+                      panel_blind: Sequence[str] = (), # cell types the protein panel (almost) cannot tell apart
                       random_state: RandomState = 0, # seed or Generator
                      ) -> dict[str, ad.AnnData]:
     "Simulate multi-omics single-cell data with known cell states, regulatory links and TF binding."
     start = time.perf_counter()
     n_peaks = 8 * n_genes if n_peaks is None else n_peaks
     layers, nc, props = _check_sim_args(n_cells, n_genes, n_peaks, n_cell_types, n_batches, paired, modalities, proportions)
+    blind = _blind_types(panel_blind, n_cell_types, layers)
     rng = check_random_state(random_state)
     T, d = n_cell_types, 10
     # --- genome, TFs, planted links, binding sites
@@ -243,6 +273,9 @@ def simulate_multiome(*, n_cells: int | dict[str, int] = 1000, # cells (per laye
     BL = np.asarray((L.T @ B.T).T); SLt = (S @ L).T.tocsr()  # r @ L = onehot@(B L) + A@(S L): all low rank
     g_scale = np.where(nl > 0, 0.3, 1.0); g_scale[tf_idx] = 0.0
     theta_g = rng.lognormal(np.log(5.0), 0.5, n_genes); theta_p = rng.lognormal(np.log(2.0), 0.3, n_peaks)
+    pg = None  # panel genes: drawn here if the panel is blind to some types, else with the panel
+    if blind.size:
+        pg, W_g = _blind_panel(blind, np.flatnonzero((nl == 0) & ~is_tf), min(30, n_genes), mu_k, delta, W_g, rng)
 
     def expr_state(k, z):  # eta for RNA, before batch effects
         a = z @ W_tf
@@ -281,7 +314,8 @@ def simulate_multiome(*, n_cells: int | dict[str, int] = 1000, # cells (per laye
             X[rng.random(X.shape, dtype=np.float32) < 0.3] = 0.0  # dropouts: too few reads to call a level
             var = pd.DataFrame({"gene": np.r_[gnames, gnames]}, index=np.r_[[f"{g}_mCH" for g in gnames], [f"{g}_mCG" for g in gnames]])
         else:  # prot
-            pg = np.sort(rng.choice(n_genes, min(30, n_genes), replace=False))
+            if pg is None:
+                pg = np.sort(rng.choice(n_genes, min(30, n_genes), replace=False))
             e = expr_state(k, z)[:, pg] - base_g[pg]
             X = (2.0 + e + gamma[b][:, : pg.size] + 0.4 * rng.standard_normal(e.shape)).astype(np.float32)
             var = pd.DataFrame({"gene": gnames[pg]}, index=[f"{g}_prot" for g in gnames[pg]])

@@ -312,3 +312,36 @@ def test_interrupted_save_detected(small, small_model, tmp_path):
     with pytest.raises(ModelFormatError, match="checksum"):
         GlueModel.load(tmp_path / "a")
     assert not list((tmp_path / "a").glob(".*.tmp"))
+
+
+def test_training_options_refused_clearly(small, tmp_path):
+    "The stage, weighting, distributed, normalisation and on-disk options fail with a message naming the fix."
+    d, g = small
+    with pytest.raises(InputError, match="graph_norm must be"):
+        GlueModel(d, g, graph_norm="row")
+    m = GlueModel(d, g, n_latent=8, n_hidden=32)
+    with pytest.raises(InputError, match="initialised process group"):
+        m.fit(d, max_epochs=1, distributed=True, progress=False, device="cpu")
+    with pytest.raises(InputError, match="stages must be"):
+        m.fit(d, max_epochs=1, stages=("finetune", "finetune"), progress=False, device="cpu")
+    with pytest.raises(InputError, match="stages has no 'finetune'"):
+        m.fit(d, max_epochs=1, stages=("pretrain",), balancing={k: np.ones(a.n_obs) for k, a in d.items()},
+              progress=False, device="cpu")
+    with pytest.raises(InputError, match=r"balancing\['atac'\]"):
+        m.fit(d, max_epochs=1, balancing={"rna": np.ones(d["rna"].n_obs), "atac": -np.ones(d["atac"].n_obs)},
+              progress=False, device="cpu")
+    # on disk: bad counts are found by the streaming check at fit time, with the rows named
+    b = d["atac"].copy(); b.X = b.layers["counts"].copy(); del b.layers["counts"]; b.uns.pop("gluekit")
+    b.X.data[-1] = 0.5
+    b.write_h5ad(tmp_path / "atac.h5ad")
+    disk = ad.read_h5ad(tmp_path / "atac.h5ad", backed="r")
+    configure_dataset(disk, "NB", layer=None, use_rep="X_lsi")          # does not read the whole matrix
+    with pytest.raises(InputError, match=r"atac\.X \(rows 0.299\) holds non-integer"):
+        GlueModel({"rna": d["rna"], "atac": disk}, g, n_latent=8, n_hidden=32).fit(
+            {"rna": d["rna"], "atac": disk}, max_epochs=1, progress=False, device="cpu")
+    disk.file.close()
+    # the old symmetric normalisation stays available and gives a different (valid) model
+    ms = GlueModel(d, g, n_latent=8, n_hidden=32, graph_norm="sym").fit(d, max_epochs=2, progress=False, device="cpu")
+    mk = GlueModel(d, g, n_latent=8, n_hidden=32).fit(d, max_epochs=2, progress=False, device="cpu")
+    assert ms.config["graph_norm"] == "sym" and mk.config["graph_norm"] == "keepvar"
+    assert not np.allclose(ms.encode_graph(), mk.encode_graph())
