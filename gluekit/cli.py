@@ -135,6 +135,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "ci": {"n_cells": 500, "n_genes": 300, "n_comps": 20, "corruption_rates": [0.0, 0.9],
                "subsample_sizes": [250], "seeds": [0], "max_epochs": 50},
     },
+    "atlas": {
+        "demo": {"n_cells": 20000, "n_genes": 500, "n_cell_types": 10, "n_organs": 5, "n_comps": 50,
+                 "n_metacells": 1000, "pretrain_epochs": 300, "finetune_epochs": 30, "n_threads": 1},
+        "ci": {"n_cells": 3000, "n_genes": 300, "n_cell_types": 8, "n_organs": 4, "n_comps": 30, "n_metacells": 300,
+               "pretrain_epochs": 300, "finetune_epochs": 30, "umap_cells": 3000, "n_threads": 1},
+    },
 }
 
 def resolve_parameters(name: str, # study name
