@@ -498,6 +498,7 @@ def balancing_weights(embeddings: dict[str, np.ndarray], # per layer, cells × m
                       cutoff: float = 0.5, # cosine below this does not count as a match
                       power: float = 4.0, # contrast exponent
                       n_neighbors: int = 15, # kNN graph for Leiden
+                      exact_below: int = 50_000, # exact kNN below this many cells per layer, pynndescent above
                       random_state: RandomState = 0, # seeds kNN and Leiden
                      ) -> dict[str, np.ndarray]:
     "Per-cell balancing weights from Leiden clusters of each layer (mean 1 within a layer)."
@@ -508,8 +509,16 @@ def balancing_weights(embeddings: dict[str, np.ndarray], # per layer, cells × m
     for t, (k, u) in enumerate(embeddings.items()):
         a = ad.AnnData(np.asarray(u, dtype=np.float32))
         # exact cosine kNN (sklearn), symmetrised; Leiden through scanpy's igraph backend
-        knn = NearestNeighbors(n_neighbors=min(n_neighbors, a.n_obs - 1), metric="cosine").fit(a.X)
-        adj = knn.kneighbors_graph(mode="connectivity")
+        k_nn = min(n_neighbors, a.n_obs - 1)
+        if a.n_obs < exact_below:
+            adj = NearestNeighbors(n_neighbors=k_nn, metric="cosine").fit(a.X).kneighbors_graph(mode="connectivity")
+        else:                                         # approximate: pynndescent's NN-descent, seeded
+            from pynndescent import NNDescent
+            nbr = NNDescent(a.X, metric="cosine", n_neighbors=k_nn + 1, random_state=seed_from(rng) % 2**31,
+                            n_jobs=1).neighbor_graph[0]
+            adj = sp.csr_matrix((np.ones(nbr.size), (np.repeat(np.arange(a.n_obs), nbr.shape[1]), nbr.ravel())),
+                                shape=(a.n_obs, a.n_obs))
+            adj.setdiag(0); adj.eliminate_zeros()
         adj = ((adj + adj.T) > 0).astype(np.float64)
         sc.tl.leiden(a, resolution=resolution, adjacency=adj, random_state=seed_from(rng) % 2**31, flavor="igraph",
                      n_iterations=2, directed=False)

@@ -345,3 +345,22 @@ def test_training_options_refused_clearly(small, tmp_path):
     mk = GlueModel(d, g, n_latent=8, n_hidden=32).fit(d, max_epochs=2, progress=False, device="cpu")
     assert ms.config["graph_norm"] == "sym" and mk.config["graph_norm"] == "keepvar"
     assert not np.allclose(ms.encode_graph(), mk.encode_graph())
+
+
+def test_balancing_weights_approximate_knn_above_4096_cells():
+    "pynndescent's kNN path (used above `exact_below` cells) gives the exact path's weights on 5,000+ cells per layer."
+    from gluekit.glue import balancing_weights
+    rs = np.random.default_rng(0)
+    cent = np.eye(3, 10) * 5
+    blob = lambda c, n: cent[c] + rs.normal(size=(n, 10))
+    ea = np.concatenate([blob(0, 4500), blob(1, 500)])
+    eb = np.concatenate([blob(0, 500), blob(1, 4500), blob(2, 1500)])
+    exact = balancing_weights({"a": ea, "b": eb}, resolution=0.3)
+    approx = balancing_weights({"a": ea, "b": eb}, resolution=0.3, exact_below=4096)
+    for w in (exact, approx):
+        assert w["a"][4500:].mean() > 3 * w["a"][:4500].mean()          # the rare type is up-weighted
+        assert w["b"][5000:].mean() < 0.05 * w["b"][:5000].mean()       # the unmatched type is switched off
+    groups = {"a": [slice(0, 4500), slice(4500, None)], "b": [slice(0, 500), slice(500, 5000)]}
+    for k, sl in groups.items():
+        for s in sl:
+            assert abs(approx[k][s].mean() / exact[k][s].mean() - 1) < 0.2, (k, s)
