@@ -603,6 +603,12 @@ def preprocess_rna(adata: ad.AnnData, # cells x genes with raw counts in `layer`
     return adata if copy else None
 
 # %% ../nbs/01_data.ipynb #abfbf0ac
+def _tfidf_log(x: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    "GLUE's TF-IDF (per-cell term frequency × idf, rescaled to 1e4 per cell), log1p."
+    t = sp.diags(1 / np.asarray(x.sum(1)).ravel().clip(1e-12)) @ x @ sp.diags(idf)
+    t = sp.diags(1e4 / np.asarray(t.sum(1)).ravel().clip(1e-12)) @ t
+    return t.log1p()
+
 def lsi(adata: ad.AnnData, # cells x peaks with raw counts in `layer`
         *, n_components: int = 100, # LSI components (capped by the data size)
         layer: str | None = "counts", # raw-count layer (None: X)
@@ -627,9 +633,7 @@ def lsi(adata: ad.AnnData, # cells x peaks with raw counts in `layer`
         warnings.warn(f"{int((colsum == 0).sum())} feature(s) have no counts and get weight 0 in LSI, "
                       f"e.g. {_examples(names[colsum == 0])}")
     idf = np.divide(x.shape[0], colsum, out=np.zeros_like(colsum), where=colsum > 0)
-    tfidf = sp.diags(1 / np.asarray(x.sum(1)).ravel()) @ x @ sp.diags(idf)
-    tfidf = sp.diags(1e4 / np.asarray(tfidf.sum(1)).ravel()) @ tfidf
-    y = tfidf.log1p()
+    y = _tfidf_log(x, idf)
     k = int(min(n_components, min(y.shape) - 1))
     u, s, _ = randomized_svd(y, k, random_state=_seed(random_state))
     u = (u - u.mean(1, keepdims=True)) / u.std(1, ddof=1, keepdims=True)

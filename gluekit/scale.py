@@ -22,7 +22,7 @@ import torch
 
 from .core import (InputError, RandomState, _examples, check_finite, check_key, check_random_state,
                    log_finished, seed_from)
-from .data import _check_count_input
+from .data import _check_count_input, _tfidf_log
 from .glue import GlueModel, _config_of, configure_dataset
 
 log = logging.getLogger(__name__)
@@ -107,12 +107,6 @@ def balanced_pca(adata: ad.AnnData, # cells × genes with raw counts in `layer`
     return adata if copy else None
 
 # %% ../nbs/10_scale.ipynb #e1f6e6e5
-def _tfidf_log(x: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
-    "GLUE's TF-IDF (per-cell term frequency × idf, rescaled to 1e4 per cell), log1p."
-    t = sp.diags(1 / np.asarray(x.sum(1)).ravel().clip(1e-12)) @ x @ sp.diags(idf)
-    t = sp.diags(1e4 / np.asarray(t.sum(1)).ravel().clip(1e-12)) @ t
-    return t.log1p()
-
 def balanced_lsi(adata: ad.AnnData, # cells × peaks with raw counts in `layer`
                  *, group_key: str, # obs column whose groups are balanced
                  n_per_group: int | None = None, # cells per group in the fitting subsample; None: median group size
