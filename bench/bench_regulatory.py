@@ -1,10 +1,12 @@
 """Benchmark of gluekit.regulatory: how well GLUE regulatory scores rank the simulator's planted links.
 
-Usage: .venv/bin/python bench/bench_regulatory.py [--cells 500] [--genes 200] [--threads 1] [--quick]
+Usage: .venv/bin/python bench/bench_regulatory.py [--cells 500] [--genes 200] [--threads 1] [--quick | --baselines-only]
 Prints a table (AUROC / average precision against all planted links and against the activating ones, for GLUE
 under several training settings, the paired-cell correlation, |correlation|, genomic distance alone, and a
-*supervised* logistic combination of distance and correlation as an upper reference) and writes
-bench/results/bench_regulatory.json. About 5 minutes on one CPU thread (`--quick`: the first two settings).
+*supervised* combinations as upper references: logistic on distance and correlation, and gradient boosting on
+distance, correlation, LASSO and the number of candidates of the gene, both cross-validated on the truth) and writes
+bench/results/bench_regulatory.json. About 5 minutes on one CPU thread (`--quick`: the first two settings;
+`--baselines-only`: no GLUE, writes bench_regulatory_baselines_<cells>.json; use it to see what any method could reach).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import cross_val_predict
@@ -25,7 +28,7 @@ from sklearn.model_selection import cross_val_predict
 from gluekit.data import preprocess_atac, preprocess_rna, simulate_multiome
 from gluekit.glue import configure_dataset, fit_glue
 from gluekit.graph import build_guidance_graph
-from gluekit.regulatory import _labels, candidate_pairs, peak_gene_correlation, regulatory_scores
+from gluekit.regulatory import _labels, candidate_pairs, lasso_scores, peak_gene_correlation, regulatory_scores
 
 # GLUE settings compared: (label, graph scheme, epochs per stage, seeds, fit keywords)
 SETTINGS = [
@@ -48,6 +51,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", type=int, default=500); ap.add_argument("--genes", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1); ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--baselines-only", action="store_true", help="no GLUE: correlation, LASSO, distance, supervised ceilings")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
@@ -65,8 +69,17 @@ def main(argv=None):
     rows = {"paired correlation": metrics(y, pos, r), "|paired correlation|": metrics(y, pos, np.abs(r)),
             "distance alone": metrics(y, pos, logd),
             "supervised distance+corr (uses truth)": metrics(y, pos, comb)}
+    if args.baselines_only:
+        lasso = lasso_scores(rna, atac, cand, progress=False)
+        n_cand = cand.groupby("gene")["peak"].transform("size").to_numpy()
+        feats = np.c_[logd, r, np.abs(r), lasso, np.abs(lasso), np.log(n_cand)]
+        gb = cross_val_predict(HistGradientBoostingClassifier(max_iter=200, random_state=0), feats, y, cv=5,
+                               method="predict_proba")[:, 1]
+        rows.update({"|LASSO|": metrics(y, pos, np.abs(lasso)),
+                     "supervised boosting, 6 features (uses truth)": metrics(y, pos, gb)})
     secs = {}
-    for label, scheme, epochs, n_seeds, kw in SETTINGS[:2] if args.quick else SETTINGS:
+    runs = [] if args.baselines_only else SETTINGS[:2] if args.quick else SETTINGS
+    for label, scheme, epochs, n_seeds, kw in runs:
         graph = build_guidance_graph(rna, atac, scheme=scheme)
         t0 = time.perf_counter()
         models = [fit_glue(d, graph, max_epochs=epochs, random_state=s, device="cpu", progress=False, paired=True,
@@ -80,7 +93,8 @@ def main(argv=None):
     print(f"\n{args.cells} paired cells, {len(cand)} candidates, {int(y.sum())} planted "
           f"({int(pos.sum())} activating), {args.threads} thread(s)\n")
     print(table.to_string())
-    out = Path(__file__).parent / "results" / "bench_regulatory.json"
+    name = f"bench_regulatory_baselines_{args.cells}.json" if args.baselines_only else "bench_regulatory.json"
+    out = Path(__file__).parent / "results" / name
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(dict(table=table.to_dict(orient="index"), fit_seconds=secs, n_cells=args.cells,
                                    n_genes=args.genes, n_pairs=len(cand), n_true=int(y.sum()), threads=args.threads,

@@ -625,6 +625,15 @@ def _pair_table(adatas: dict[str, ad.AnnData], names: list[str]) -> tuple[pd.Ind
     union = pd.Index(pd.unique(np.concatenate([adatas[k].obs_names.to_numpy() for k in names])))
     return union, np.stack([adatas[k].obs_names.get_indexer(union) for k in names], 1)
 
+def _weights_digest(balancing: dict | None, names: list[str]) -> str | None:
+    "SHA-256 of given per-cell weights (layers in model order), so a checkpoint knows which ones it was trained with."
+    if balancing is None:
+        return None
+    h = hashlib.sha256()
+    for k in names:
+        h.update(np.ascontiguousarray(balancing[k], dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
+
 @patch
 def fit(self: GlueModel,
         adatas: dict[str, ad.AnnData], # the configured layers (same names as at construction)
@@ -693,7 +702,7 @@ def fit(self: GlueModel,
                 max_edges_per_step=int(max_edges_per_step), val_split=float(val_split),
                 balance=bool(balance), balance_resolution=float(balance_resolution), anneal_epochs=anneal_epochs,
                 patience=patience, reduce_lr_patience=reduce_lr_patience, min_delta=float(min_delta), random_state=seed,
-                stages=list(stages), distributed=bool(distributed))
+                stages=list(stages), distributed=bool(distributed), balancing=_weights_digest(balancing, names))
     ckpt = _read_checkpoint(checkpoint_dir, self, args) if resume else None
     dev = get_device(device)
     # a resumed fit replays the set-up (split, seeds) from the generator state the interrupted fit started with
@@ -771,7 +780,7 @@ def fit(self: GlueModel,
                                            or st["epoch"] >= sched["max_epochs"]):
             _write_checkpoint(Path(checkpoint_dir), self, stage=stage, state=st, opts=opts, gens=(g_cpu, g_dev),
                               device=dev, rng=rng, rng_start=rng_start, rows=rows, weights=cur["weights"],
-                              args=args, checkpoint_every=int(checkpoint_every))
+                              given=balancing, args=args, checkpoint_every=int(checkpoint_every))
 
     bar = progress_bar(total=len(stages) * sched["max_epochs"], initial=len(rows), progress=progress and rank == 0,
                        desc="GLUE", unit="epoch")
@@ -970,7 +979,7 @@ def _stage_state(ckpt: dict) -> dict:
 
 def _write_checkpoint(path: Path, model: GlueModel, *, stage: str, state: dict, opts, gens, device: torch.device,
                       rng: np.random.Generator, rng_start: dict, rows: list, weights: dict | None, args: dict,
-                      checkpoint_every: int) -> None:
+                      checkpoint_every: int, given: dict | None = None) -> None:
     "Write the full training state to `path/checkpoint.pt` atomically (tensors + a JSON string)."
     cpu = lambda sd: {k: t.detach().cpu() for k, t in sd.items()}
     rngs = dict(cpu=gens[0].get_state(), dev=gens[1].get_state(), torch=torch.get_rng_state())
@@ -981,7 +990,8 @@ def _write_checkpoint(path: Path, model: GlueModel, *, stage: str, state: dict, 
                 rng_now=rng.bit_generator.state, args=args, checkpoint_every=checkpoint_every, config=model.config)
     ckpt = dict(net=cpu(model.net.state_dict()), best=None if state["best_state"] is None else cpu(state["best_state"]),
                 opt_g=opts[0].state_dict(), opt_d=opts[1].state_dict(), rng=rngs,
-                weights=None if weights is None else cpu(weights), meta=json.dumps(_plain(meta)))
+                weights=None if weights is None else cpu(weights), meta=json.dumps(_plain(meta)),
+                given=None if given is None else {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in given.items()})
     with atomic_path(path / CHECKPOINT) as p:
         torch.save(ckpt, p)
 
@@ -1028,9 +1038,12 @@ def resume(cls: GlueModel, checkpoint_dir: str | Path, # the checkpoint_dir of t
     f = Path(checkpoint_dir) / CHECKPOINT
     if not f.exists():
         raise InputError(f"no checkpoint at {f}; pass the checkpoint_dir given to the interrupted fit")
-    meta = _read_checkpoint(checkpoint_dir, None, None)["meta"]
+    ckpt = _read_checkpoint(checkpoint_dir, None, None)
+    meta = ckpt["meta"]
     self = cls._from_config(meta["config"], str(f))
     kw = dict(meta["args"]); rs = kw.pop("random_state")
+    if kw.pop("balancing", None) is not None:  # weights given to the interrupted fit travel in the checkpoint
+        kw["balancing"] = {k: t.numpy() for k, t in ckpt["given"].items()}
     return self.fit(adatas, **kw, random_state=0 if rs is None else rs, device=device, progress=progress,
                     checkpoint_dir=checkpoint_dir, checkpoint_every=meta["checkpoint_every"], resume=True)
 
