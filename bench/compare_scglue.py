@@ -35,6 +35,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-scglue", action="store_true")
+    ap.add_argument("--discriminator-input", choices=["sample", "mean"], default="sample",
+                    help="gluekit: what the discriminator sees (sampled embeddings, or posterior means as scglue does)")
     args = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import numpy as np, torch
@@ -84,10 +86,11 @@ def main():
     gl.configure_dataset(atac, "NB", layer="counts", use_rep="X_lsi")
     t0 = time.perf_counter()
     model = gl.fit_glue({"rna": rna, "atac": atac}, graph, max_epochs=args.epochs, patience=args.epochs + 1,
-                        reduce_lr_patience=args.epochs + 1, random_state=args.seed, device="cpu", progress=False)
+                        reduce_lr_patience=args.epochs + 1, random_state=args.seed, device="cpu", progress=False,
+                        discriminator_input=args.discriminator_input)
     fit_s = time.perf_counter() - t0
     n_epochs = len(model.history) if hasattr(model, "history") else 2 * args.epochs
-    results["gluekit"] = {"fit_seconds": fit_s, "epochs_run": int(n_epochs),
+    results["gluekit"] = {"fit_seconds": fit_s, "epochs_run": int(n_epochs), "discriminator_input": args.discriminator_input,
                           "steps_per_second": n_epochs * steps_per_epoch / fit_s,
                           "foscttm": foscttm_score(model.encode_data("rna", rna), model.encode_data("atac", atac))}
     if "scglue" in results:

@@ -451,7 +451,7 @@ def _step(net: GlueNet, ae: nn.Module, du: nn.Module, data: dict[str, _LayerData
     x_nll, x_kl, g_nll, g_kl, us, locs = ae(data, idx, sampler, n_edges, hp["neg_samples"], g)
     tgt = torch.cat([torch.full((len(idx[k]),), t, dtype=torch.long, device=dev) for t, k in enumerate(net.names)])
     w = torch.cat([weights[k][idx[k]] for k in net.names])
-    u = torch.cat(us)
+    u = torch.cat(locs if hp["dsc_input"] == "mean" else us)
     if tau > 0:
         u = u + torch.randn(u.shape, generator=g, device=dev) * (u.detach().std(0) * math.sqrt(1.5 * tau))
     dsc = discriminator_loss(du(u.detach()), tgt, w)
@@ -646,6 +646,7 @@ def fit(self: GlueModel,
         lam_pair: float = 1.0, # λ_P, weight of the paired pulling loss
         neg_samples: int = 10, # negatives per sampled edge
         graph_batches: int = 32, # each step draws 1/graph_batches of the graph's edges as positives
+        discriminator_input: Literal["sample", "mean"] = "sample", # sampled embeddings (eq. 19) or posterior means
         max_edges_per_step: int = 8192, # cap on positive edges per step
         val_split: float = 0.1, # held-out fraction
         balance: bool = True, # two-stage training with balancing weights
@@ -676,6 +677,8 @@ def fit(self: GlueModel,
     stages = tuple(stages)
     if stages not in (("pretrain", "finetune"), ("pretrain",), ("finetune",)):
         raise InputError(f"stages must be ('pretrain', 'finetune'), ('pretrain',) or ('finetune',), got {stages!r}")
+    if discriminator_input not in ("sample", "mean"):
+        raise InputError(f"discriminator_input must be 'sample' or 'mean', got {discriminator_input!r}")
     if int(graph_batches) < 1:
         raise InputError(f"graph_batches must be a positive integer, got {graph_batches!r}")
     if balancing is not None:
@@ -702,7 +705,8 @@ def fit(self: GlueModel,
                 max_edges_per_step=int(max_edges_per_step), val_split=float(val_split),
                 balance=bool(balance), balance_resolution=float(balance_resolution), anneal_epochs=anneal_epochs,
                 patience=patience, reduce_lr_patience=reduce_lr_patience, min_delta=float(min_delta), random_state=seed,
-                stages=list(stages), distributed=bool(distributed), balancing=_weights_digest(balancing, names))
+                stages=list(stages), distributed=bool(distributed), balancing=_weights_digest(balancing, names),
+                discriminator_input=discriminator_input)
     ckpt = _read_checkpoint(checkpoint_dir, self, args) if resume else None
     dev = get_device(device)
     # a resumed fit replays the set-up (split, seeds) from the generator state the interrupted fit started with
@@ -740,7 +744,8 @@ def fit(self: GlueModel,
         sched["anneal_epochs"] = min(sched["anneal_epochs"], max(math.ceil(max_epochs / 2), 1))
     for key, val in dict(anneal_epochs=anneal_epochs, patience=patience, reduce_lr_patience=reduce_lr_patience).items():
         if val is not None: sched[key] = int(val)
-    hp = dict(lam_graph=lam_graph, lam_align=lam_align, lam_pair=lam_pair, neg_samples=neg_samples, min_delta=min_delta)
+    hp = dict(lam_graph=lam_graph, lam_align=lam_align, lam_pair=lam_pair, neg_samples=neg_samples, min_delta=min_delta,
+              dsc_input=discriminator_input)
     if ckpt is not None:                              # weights and edge buffers as they were at the checkpoint
         self.net.load_state_dict(ckpt["net"]); self.net._adj = None
     net = self.net.to(dev); net.train()
@@ -995,6 +1000,8 @@ def _write_checkpoint(path: Path, model: GlueModel, *, stage: str, state: dict, 
     with atomic_path(path / CHECKPOINT) as p:
         torch.save(ckpt, p)
 
+_ARG_DEFAULTS = dict(balancing=None, discriminator_input="sample")
+
 def _read_checkpoint(path: str | Path, model: GlueModel | None, args: dict | None) -> dict | None:
     "The checkpoint in `path` (None if there is none), checked against the model and the fit's arguments."
     f = Path(path) / CHECKPOINT
@@ -1018,6 +1025,7 @@ def _read_checkpoint(path: str | Path, model: GlueModel | None, args: dict | Non
                          "model with the same arguments, or use GlueModel.resume(checkpoint_dir, adatas)")
     if args is not None:
         old = meta["args"]
+        old = {**_ARG_DEFAULTS, **old}                 # arguments added since older checkpoints were written
         diff = [k for k in args if k != "random_state" and _plain(args[k]) != old.get(k)]
         if None not in (args["random_state"], old["random_state"]) and args["random_state"] != old["random_state"]:
             diff.append("random_state")
