@@ -1024,8 +1024,7 @@ def _read_checkpoint(path: str | Path, model: GlueModel | None, args: dict | Non
         raise InputError(f"{f} was written for another model (layers, features, graph or sizes differ); build the "
                          "model with the same arguments, or use GlueModel.resume(checkpoint_dir, adatas)")
     if args is not None:
-        old = meta["args"]
-        old = {**_ARG_DEFAULTS, **old}                 # arguments added since older checkpoints were written
+        old = {**_ARG_DEFAULTS, **meta["args"]}         # arguments added since older checkpoints were written
         diff = [k for k in args if k != "random_state" and _plain(args[k]) != old.get(k)]
         if None not in (args["random_state"], old["random_state"]) and args["random_state"] != old["random_state"]:
             diff.append("random_state")
