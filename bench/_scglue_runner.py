@@ -15,6 +15,10 @@ torch.set_num_threads(cfg["threads"])
 import anndata as ad, networkx as nx, scglue
 
 rna = ad.read_h5ad(work / "rna.h5ad"); atac = ad.read_h5ad(work / "atac.h5ad")
+if cfg.get("distinct_names", True):
+    # scglue pairs cells by obs_names: shared names (paired data trained "as unpaired") would put the same cells
+    # in both layers' minibatches, a use of the pairing. Distinct names make its minibatches truly unpaired.
+    rna.obs_names = "rna:" + rna.obs_names; atac.obs_names = "atac:" + atac.obs_names
 edges = pd.read_csv(work / "edges.tsv", sep="\t").sort_values(["source", "target", "sign", "weight"], kind="stable")
 g = nx.MultiDiGraph()
 g.add_nodes_from(sorted(set(edges.source) | set(edges.target)))  # sorted: independent of PYTHONHASHSEED

@@ -5,8 +5,9 @@
 The scenario of tests/test_glue.py::test_balancing_reduces_misalignment: 800 unpaired cells per layer, six cell
 types with very different proportions, type0 only in RNA and type1 only in ATAC. Mis-alignment is the fraction of
 the 15 nearest neighbours (co-embedding) of those layer-specific cells that come from the other layer; lower is
-better. gluekit trains 20 + 20 epochs (n_latent 16, n_hidden 64), with and without balancing weights, for each
-discriminator input; `--scglue` also runs the reference implementation (scglue 0.4.1, its defaults, 20 + 20 epochs,
+better. gluekit trains 20 + 20 epochs with its default architecture (n_latent 50, n_hidden 256, as scglue's;
+`--n-latent 16 --n-hidden 64` is the test's), with and without balancing weights, for each discriminator input;
+`--scglue` also runs the reference implementation (scglue 0.4.1, its defaults, 20 + 20 epochs,
 always balanced) through bench/_scglue_runner.py. Prints a table and writes bench/results/bench_unbalanced.json.
 """
 import argparse, json, os, subprocess, tempfile, warnings
@@ -58,6 +59,8 @@ def run_scglue(d, graph, seed: int) -> float:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    ap.add_argument("--n-latent", type=int, default=50)
+    ap.add_argument("--n-hidden", type=int, default=256)
     ap.add_argument("--scglue", action="store_true", help="also run scglue (needs bench/.venv-scglue, see compare_scglue.py)")
     args = ap.parse_args()
     torch.set_num_threads(1); warnings.simplefilter("ignore")
@@ -67,7 +70,7 @@ def main():
         row = {"seed": s}
         for mode in ("sample", "mean"):
             for bal in (False, True):
-                m = GlueModel(d, graph, n_latent=16, n_hidden=64, random_state=s).fit(
+                m = GlueModel(d, graph, n_latent=args.n_latent, n_hidden=args.n_hidden, random_state=s).fit(
                     d, max_epochs=20, balance=bal, progress=False, device="cpu", random_state=s, discriminator_input=mode)
                 row[f"{mode}{', balanced' if bal else ''}"] = misalignment(d, m.encode_data("rna", d["rna"]),
                                                                            m.encode_data("atac", d["atac"]))
@@ -77,7 +80,8 @@ def main():
     t = pd.DataFrame(rows).set_index("seed")
     t.loc["median"] = t.median()
     print("\nmis-alignment of layer-specific types (lower is better)\n" + t.round(3).to_string())
-    out = HERE / "results" / "bench_unbalanced.json"
+    arch = "" if (args.n_latent, args.n_hidden) == (50, 256) else f"_l{args.n_latent}h{args.n_hidden}"
+    out = HERE / "results" / f"bench_unbalanced{arch}.json"
     out.write_text(json.dumps(t.round(4).reset_index().to_dict(orient="records"), indent=1))
 
 
